@@ -1,0 +1,1 @@
+"""Sprig's core: loaders, chunking, embeddings, store, retrieval and answering. No Qt here."""

@@ -1,0 +1,348 @@
+"""The catalog: Sprig's own SQLite file and the source of truth for what is indexed.
+
+It holds documents (path, content hash, size, mtime, status, reason, pages, chunks),
+every chunk's text and location, and an FTS5 index for keyword search. The vector store
+only holds vectors and can always be rebuilt from here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop.rag.types import Chunk
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS collections (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS folders (
+    collection TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (collection, path)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    path TEXT NOT NULL,
+    content_hash TEXT,
+    size INTEGER,
+    mtime REAL,
+    status TEXT NOT NULL,           -- queued | indexing | indexed | failed
+    code TEXT,                      -- machine word for a failure (encrypted, damaged, ...)
+    reason TEXT,                    -- plain-language reason for a failure
+    pages INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
+    indexed_at REAL,
+    UNIQUE (collection, path)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,
+    chunk_id TEXT NOT NULL UNIQUE,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    page INTEGER,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='rowid', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+"""
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    collection: str
+    path: str
+    content_hash: str | None
+    size: int | None
+    mtime: float | None
+    status: str
+    code: str | None
+    reason: str | None
+    pages: int
+    chunks: int
+    crashes: int
+    indexed_at: float | None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path,
+            "collection": self.collection,
+            "status": self.status,
+            "reason": self.reason,
+            "code": self.code,
+            "pages": self.pages,
+            "chunks": self.chunks,
+            "size": self.size,
+            "indexed_at": self.indexed_at,
+        }
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    chunk_id: str
+    doc_id: int
+    path: str
+    seq: int
+    page: int | None
+    char_start: int
+    char_end: int
+    text: str
+
+
+class Catalog:
+    """Thread-safe access to the catalog file (one connection, serialised by a lock)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
+
+    # ---------------------------------------------------------------- meta
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # ---------------------------------------------------------------- collections
+    def ensure_collection(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO collections(name, created) VALUES (?, ?)", (name, time.time())
+            )
+
+    def collections(self) -> list[str]:
+        names = {r["name"] for r in self._query("SELECT name FROM collections")}
+        names |= {r["collection"] for r in self._query("SELECT DISTINCT collection FROM documents")}
+        return sorted(names) or ["default"]
+
+    def delete_collection(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE collection=?", (name,))
+            db.execute("DELETE FROM folders WHERE collection=?", (name,))
+            db.execute("DELETE FROM collections WHERE name=?", (name,))
+
+    # ---------------------------------------------------------------- folders
+    def add_folder(self, collection: str, path: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO folders(collection, path) VALUES (?, ?)", (collection, path))
+
+    def remove_folder(self, collection: str, path: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM folders WHERE collection=? AND path=?", (collection, path))
+
+    def folders(self, collection: str | None = None) -> list[tuple[str, str]]:
+        if collection is None:
+            rows = self._query("SELECT collection, path FROM folders ORDER BY path")
+        else:
+            rows = self._query("SELECT collection, path FROM folders WHERE collection=? ORDER BY path", (collection,))
+        return [(r["collection"], r["path"]) for r in rows]
+
+    # ---------------------------------------------------------------- documents
+    @staticmethod
+    def _doc(row: sqlite3.Row) -> Document:
+        return Document(**{k: row[k] for k in row.keys()})
+
+    def document(self, collection: str, path: str) -> Document | None:
+        rows = self._query("SELECT * FROM documents WHERE collection=? AND path=?", (collection, path))
+        return self._doc(rows[0]) if rows else None
+
+    def document_by_id(self, doc_id: int) -> Document | None:
+        rows = self._query("SELECT * FROM documents WHERE id=?", (doc_id,))
+        return self._doc(rows[0]) if rows else None
+
+    def documents(self, collection: str | None = None, status: str | None = None) -> list[Document]:
+        sql, params = "SELECT * FROM documents WHERE 1=1", []
+        if collection is not None:
+            sql += " AND collection=?"
+            params.append(collection)
+        if status is not None:
+            sql += " AND status=?"
+            params.append(status)
+        return [self._doc(r) for r in self._query(sql + " ORDER BY path", params)]
+
+    def upsert_document(self, collection: str, path: str, **fields) -> int:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO collections(name, created) VALUES (?, ?)", (collection, time.time())
+            )
+            row = db.execute(
+                "SELECT id FROM documents WHERE collection=? AND path=?", (collection, path)
+            ).fetchone()
+            if row is None:
+                fields.setdefault("status", "queued")
+                cols = ["collection", "path", *fields]
+                cur = db.execute(
+                    f"INSERT INTO documents({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    (collection, path, *fields.values()),
+                )
+                return int(cur.lastrowid)
+            if fields:
+                assignments = ", ".join(f"{k}=?" for k in fields)
+                db.execute(f"UPDATE documents SET {assignments} WHERE id=?", (*fields.values(), row["id"]))
+            return int(row["id"])
+
+    def set_status(self, doc_id: int, status: str, **fields) -> None:
+        fields["status"] = status
+        assignments = ", ".join(f"{k}=?" for k in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE documents SET {assignments} WHERE id=?", (*fields.values(), doc_id))
+
+    def replace_chunks(
+        self,
+        doc_id: int,
+        chunk_ids: list[str],
+        chunks: list[Chunk],
+        *,
+        content_hash: str,
+        size: int,
+        mtime: float,
+        pages: int,
+    ) -> None:
+        """Swap a document's chunks and mark it indexed, in one transaction."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+            db.executemany(
+                "INSERT INTO chunks(chunk_id, doc_id, seq, page, char_start, char_end, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (cid, doc_id, c.seq, c.page, c.char_start, c.char_end, c.text)
+                    for cid, c in zip(chunk_ids, chunks, strict=True)
+                ],
+            )
+            db.execute(
+                "UPDATE documents SET status='indexed', code=NULL, reason=NULL, content_hash=?, size=?, "
+                "mtime=?, pages=?, chunks=?, crashes=0, indexed_at=? WHERE id=?",
+                (content_hash, size, mtime, pages, len(chunks), time.time(), doc_id),
+            )
+
+    def delete_document(self, doc_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+
+    # ---------------------------------------------------------------- chunks
+    def chunk_ids(self, doc_id: int) -> list[str]:
+        return [r["chunk_id"] for r in self._query("SELECT chunk_id FROM chunks WHERE doc_id=? ORDER BY seq", (doc_id,))]
+
+    def all_chunk_ids(self, collection: str | None = None) -> set[str]:
+        if collection is None:
+            rows = self._query("SELECT chunk_id FROM chunks")
+        else:
+            rows = self._query(
+                "SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.collection=?",
+                (collection,),
+            )
+        return {r["chunk_id"] for r in rows}
+
+    def chunks_by_ids(self, ids: list[str]) -> dict[str, StoredChunk]:
+        out: dict[str, StoredChunk] = {}
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            rows = self._query(
+                "SELECT c.chunk_id, c.doc_id, d.path, c.seq, c.page, c.char_start, c.char_end, c.text "
+                f"FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE c.chunk_id IN ({','.join('?' * len(batch))})",
+                batch,
+            )
+            for r in rows:
+                out[r["chunk_id"]] = StoredChunk(**{k: r[k] for k in r.keys()})
+        return out
+
+    def iter_chunks(self, collection: str, batch: int = 256) -> Iterator[list[StoredChunk]]:
+        last = -1
+        while True:
+            rows = self._query(
+                "SELECT c.rowid AS rid, c.chunk_id, c.doc_id, d.path, c.seq, c.page, c.char_start, c.char_end, c.text "
+                "FROM chunks c JOIN documents d ON d.id=c.doc_id "
+                "WHERE d.collection=? AND d.status='indexed' AND c.rowid>? ORDER BY c.rowid LIMIT ?",
+                (collection, last, batch),
+            )
+            if not rows:
+                return
+            last = rows[-1]["rid"]
+            yield [StoredChunk(**{k: r[k] for k in r.keys() if k != "rid"}) for r in rows]
+
+    def count_chunks(self, collection: str | None = None) -> int:
+        if collection is None:
+            return int(self._query("SELECT count(*) AS n FROM chunks")[0]["n"])
+        return int(
+            self._query(
+                "SELECT count(*) AS n FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.collection=?",
+                (collection,),
+            )[0]["n"]
+        )
+
+    def keyword_search(self, collection: str, fts_query: str, limit: int) -> list[tuple[str, float]]:
+        """(chunk_id, score) by BM25, best first; score is -bm25 so higher is better."""
+        if not fts_query:
+            return []
+        try:
+            rows = self._query(
+                "SELECT c.chunk_id, bm25(chunks_fts) AS rank FROM chunks_fts "
+                "JOIN chunks c ON c.rowid = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
+                "WHERE chunks_fts MATCH ? AND d.collection=? AND d.status='indexed' "
+                "ORDER BY rank LIMIT ?",
+                (fts_query, collection, limit),
+            )
+        except sqlite3.OperationalError:
+            return []
+        return [(r["chunk_id"], -float(r["rank"])) for r in rows]
+
+    def integrity_ok(self) -> bool:
+        return self._query("PRAGMA integrity_check")[0][0] == "ok"

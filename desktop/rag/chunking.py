@@ -1,0 +1,106 @@
+"""Split page text into chunks measured in the embedder's own tokens.
+
+all-MiniLM-L6-v2 reads at most 256 word pieces and silently drops the rest, so chunks are
+counted in its tokenizer's tokens, not characters. Chunks end at the best nearby break
+(paragraph, sentence, word), overlap a little, never cross a page, and keep their
+character span inside the page text so a citation can point back at the exact passage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from desktop.rag.types import Chunk, PageText
+
+_SENTENCE_END = frozenset(".!?;:")
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(model_dir: str):
+    """The embedder's fast tokenizer, without truncation or padding (no torch needed)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _break_scores(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """score[k] rates a cut before token k: 3 paragraph, 2 sentence/line, 1 word, 0 inside a word."""
+    scores = [3] * (len(offsets) + 1)
+    for k in range(1, len(offsets)):
+        prev_end = offsets[k - 1][1]
+        gap = text[prev_end : offsets[k][0]]
+        if "\n\n" in gap:
+            scores[k] = 3
+        elif "\n" in gap or (gap and prev_end and text[prev_end - 1] in _SENTENCE_END):
+            scores[k] = 2
+        elif gap:
+            scores[k] = 1
+        else:
+            scores[k] = 0
+    return scores
+
+
+def chunk_page(
+    page: PageText, tokenizer, max_tokens: int = 128, overlap: int = 24, start_seq: int = 0
+) -> list[Chunk]:
+    text = page.text
+    if not text.strip():
+        return []
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    offsets = [o for o in encoding.offsets]
+    if not offsets:
+        return []
+    scores = _break_scores(text, offsets)
+    n = len(offsets)
+    overlap = max(0, min(overlap, max_tokens // 2))
+    chunks: list[Chunk] = []
+    i = 0
+    while i < n:
+        j = min(i + max_tokens, n)
+        if j < n:
+            lo = i + max_tokens // 2
+            best, best_score = j, scores[j]
+            for k in range(j, lo, -1):
+                if scores[k] > best_score:
+                    best, best_score = k, scores[k]
+                    if best_score == 3:
+                        break
+            j = best
+        start, end = offsets[i][0], offsets[j - 1][1]
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            lead = len(piece) - len(piece.lstrip())
+            chunks.append(
+                Chunk(
+                    seq=start_seq + len(chunks),
+                    page=page.number,
+                    char_start=start + lead,
+                    char_end=start + lead + len(stripped),
+                    text=stripped,
+                )
+            )
+        if j >= n:
+            break
+        nxt = max(j - overlap, i + 1)
+        # start the overlap on a word boundary
+        for k in range(nxt, j):
+            if scores[k] >= 1:
+                nxt = k
+                break
+        i = nxt
+    return chunks
+
+
+def chunk_pages(
+    pages: Iterable[PageText], tokenizer, max_tokens: int = 128, overlap: int = 24
+) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for page in pages:
+        chunks.extend(chunk_page(page, tokenizer, max_tokens, overlap, start_seq=len(chunks)))
+    return chunks

@@ -1,0 +1,28 @@
+"""The small error hierarchy of the core. Every message is meant for the user."""
+
+from __future__ import annotations
+
+
+class SprigError(Exception):
+    """Base class: the message is plain language a user can act on."""
+
+
+class DocumentError(SprigError):
+    """A file could not be indexed. ``code`` is a stable machine word, the message is for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.reason = message
+
+
+class Cancelled(SprigError):
+    """The user cancelled; not an error to show."""
+
+
+class ModelError(SprigError):
+    """A model file is missing, damaged or cannot be run."""
+
+
+class StoreError(SprigError):
+    """The vector store or catalog cannot be used."""

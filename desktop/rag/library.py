@@ -1,0 +1,422 @@
+"""The Library: the one object the window, the CLI and the benchmarks call.
+
+It ties the catalog (source of truth), the vector store and the embedder together and
+owns indexing: idempotent (deterministic chunk ids, upsert, content-hash skip),
+incremental (changed files replaced, deleted files removed, folders synced), atomic per
+document (fully indexed or not at all, also when cancelled or killed), and tolerant of
+bad files (each gets a reason; the batch goes on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from desktop.config import Paths, Settings
+from desktop.rag.catalog import Catalog, Document
+from desktop.rag.errors import Cancelled, DocumentError
+from desktop.rag.loaders import Limits, is_supported
+from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
+
+ProgressFn = Callable[[Progress], None]
+MAX_CRASHES = 2
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def chunk_id(collection: str, path: str, content_hash: str, seq: int) -> str:
+    key = f"{collection}\0{path}\0{content_hash}\0{seq}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(files, folders, unsupported files named explicitly). Folders are walked recursively."""
+    files: list[Path] = []
+    folders: list[Path] = []
+    unsupported: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if path.is_dir():
+            folders.append(path)
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    child = Path(root) / name
+                    if not name.startswith(".") and is_supported(child) and child not in seen:
+                        seen.add(child)
+                        files.append(child)
+        elif path not in seen:
+            seen.add(path)
+            (files if is_supported(path) or not path.exists() else unsupported).append(path)
+    return files, folders, unsupported
+
+
+class Library:
+    def __init__(self, paths: Paths | None = None, settings: Settings | None = None, embedder=None,
+                 store=None):
+        from desktop.rag.vectorstore import VectorStore
+
+        self.paths = paths or Paths.default()
+        self.settings = settings or Settings.load(self.paths.settings)
+        self.catalog = Catalog(self.paths.catalog)
+        if embedder is None:
+            from desktop.rag.embeddings import Embedder
+
+            embedder = Embedder()
+        self.embedder = embedder
+        self.store = store or VectorStore(
+            self.paths.chroma, url=self.settings.chroma_url, embedding_model=embedder.model_id
+        )
+        self._write_lock = threading.Lock()  # one writer at a time: Chroma is not process- or thread-safe
+        self.limits = Limits(max_file_bytes=self.settings.max_file_mb * 1024 * 1024)
+        self._check_embedding_model()
+
+    def close(self) -> None:
+        self.store.close()
+        self.catalog.close()
+
+    def _check_embedding_model(self) -> None:
+        recorded = self.catalog.get_meta("embedding_model")
+        if recorded is None:
+            self.catalog.set_meta("embedding_model", self.embedder.model_id)
+        elif recorded != self.embedder.model_id:
+            self.needs_rebuild = True
+            return
+        self.needs_rebuild = False
+
+    # ---------------------------------------------------------------- queries
+    def collections(self) -> list[str]:
+        return self.catalog.collections()
+
+    def documents(self, collection: str | None = None) -> list[Document]:
+        return self.catalog.documents(collection)
+
+    def search(self, query: str, k: int = 5, collection: str = "default", mode: str = "hybrid") -> list[Passage]:
+        from desktop.rag.retrieval import hybrid_search
+
+        return hybrid_search(self.catalog, self.store, self.embedder, query, collection, k, mode)
+
+    # ---------------------------------------------------------------- indexing
+    def index(
+        self,
+        paths: Iterable[str | os.PathLike],
+        collection: str = "default",
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+    ) -> IndexSummary:
+        """Index files and folders (recursively) into ``collection`` and sync linked folders."""
+        with self._write_lock:
+            return self._index(list(paths), collection, progress or (lambda p: None), cancel or CancelToken())
+
+    def _index(self, raw_paths, collection, progress: ProgressFn, cancel: CancelToken) -> IndexSummary:
+        from desktop.rag.parsing import ParserWorker
+
+        started = time.perf_counter()
+        summary = IndexSummary()
+        self.catalog.ensure_collection(collection)
+        files, folders, unsupported = expand_paths(raw_paths)
+        for folder in folders:
+            self.catalog.add_folder(collection, str(folder))
+        for path in unsupported:
+            reason = f"unsupported file type '{path.suffix or path.name}'"
+            doc_id = self.catalog.upsert_document(collection, str(path))
+            self.catalog.set_status(doc_id, "failed", code="unsupported", reason=reason)
+            summary.failed[str(path)] = reason
+        # deletions: documents under a synced folder (or named explicitly) that are gone from disk
+        wanted = {str(f) for f in files}
+        for doc in self.catalog.documents(collection):
+            under = any(doc.path.startswith(str(folder) + os.sep) for folder in folders)
+            named = doc.path in {str(Path(p).expanduser().absolute()) for p in raw_paths}
+            if (under or named) and doc.path not in wanted and not Path(doc.path).exists():
+                self._remove_doc(doc)
+                summary.removed.append(doc.path)
+        # what needs work
+        todo: list[tuple[Path, int, str, int, float]] = []
+        count = len(files)
+        for i, path in enumerate(files, start=1):
+            if cancel.cancelled:
+                summary.cancelled = True
+                break
+            progress(Progress("scan", i, count, str(path)))
+            job = self._plan(collection, path, summary)
+            if job is not None:
+                todo.append(job)
+        if summary.cancelled:
+            summary.seconds = time.perf_counter() - started
+            return summary
+        worker = ParserWorker(self.limits, self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+        try:
+            if todo:
+                worker.submit(todo[0][0])
+            for n, (path, doc_id, digest, size, mtime) in enumerate(todo, start=1):
+                if cancel.cancelled:
+                    summary.cancelled = True
+                    break
+                progress(Progress("parse", n, len(todo), str(path)))
+                try:
+                    pages = worker.collect()
+                except DocumentError as exc:
+                    pages = exc
+                if n < len(todo):
+                    worker.submit(todo[n][0])  # parse the next file while this one embeds
+                if isinstance(pages, DocumentError):
+                    self._fail(doc_id, pages, summary, str(path), digest)
+                    progress(Progress("fail", n, len(todo), str(path), message=pages.reason))
+                    continue
+                try:
+                    self._index_one(collection, path, doc_id, digest, size, mtime, pages, n, len(todo),
+                                    progress, cancel)
+                except Cancelled:
+                    summary.cancelled = True
+                    break
+                summary.indexed.append(str(path))
+                doc = self.catalog.document_by_id(doc_id)
+                summary.pages += doc.pages
+                summary.chunks += doc.chunks
+                progress(Progress("done", n, len(todo), str(path), pages=doc.pages, chunks=doc.chunks,
+                                  chunks_done=doc.chunks))
+        finally:
+            worker.close()
+            if summary.cancelled:
+                self._forget_unstarted(collection)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _plan(self, collection: str, path: Path, summary: IndexSummary):
+        """None if ``path`` needs no work; else (path, doc_id, sha256, size, mtime)."""
+        try:
+            stat = path.stat()
+        except OSError:
+            doc_id = self.catalog.upsert_document(collection, str(path))
+            self._fail(doc_id, DocumentError("missing", "file not found"), summary, str(path))
+            return None
+        doc = self.catalog.document(collection, str(path))
+        if doc and doc.status == "indexed" and doc.size == stat.st_size and doc.mtime == stat.st_mtime:
+            summary.skipped.append(str(path))
+            return None
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            doc_id = self.catalog.upsert_document(collection, str(path))
+            self._fail(doc_id, DocumentError("unreadable", f"cannot read the file ({exc.strerror})"), summary, str(path))
+            return None
+        if doc and doc.content_hash == digest and doc.status in ("indexed", "failed"):
+            if doc.status == "indexed" or doc.crashes >= MAX_CRASHES or doc.code not in ("crashed", "timeout"):
+                # unchanged: same content as last time (a failure would fail again)
+                self.catalog.upsert_document(collection, str(path), size=stat.st_size, mtime=stat.st_mtime)
+                if doc.status == "indexed":
+                    summary.skipped.append(str(path))
+                else:
+                    summary.failed[str(path)] = doc.reason or "failed"
+                return None
+        if doc is None:
+            doc_id = self.catalog.upsert_document(collection, str(path), status="queued")
+        else:
+            doc_id = doc.id
+            if doc.content_hash != digest:
+                self.catalog.upsert_document(collection, str(path), crashes=0)
+        return (path, doc_id, digest, stat.st_size, stat.st_mtime)
+
+    def _fail(self, doc_id: int, error: DocumentError, summary: IndexSummary, path: str,
+              digest: str | None = None) -> None:
+        doc = self.catalog.document_by_id(doc_id)
+        crashes = (doc.crashes if doc else 0) + (1 if error.code in ("crashed", "timeout") else 0)
+        reason = error.reason
+        if error.code in ("crashed", "timeout") and crashes >= MAX_CRASHES:
+            reason += f" ({crashes} times; it will not be retried until it changes)"
+        # a file that fails now has no chunks: drop any from an older version
+        if doc and doc.chunks:
+            self.store.delete_document(doc.collection, doc_id)
+        with self.catalog.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+            db.execute(
+                "UPDATE documents SET status='failed', code=?, reason=?, crashes=?, pages=0, chunks=0, "
+                "content_hash=?, size=?, mtime=? WHERE id=?",
+                (error.code, reason, crashes, digest or _hash_or_none(path), _size(path), _mtime(path), doc_id),
+            )
+        summary.failed[path] = reason
+
+    def _index_one(self, collection, path, doc_id, digest, size, mtime, pages, n, total, progress, cancel):
+        from desktop.rag.chunking import chunk_pages
+
+        chunks: list[Chunk] = chunk_pages(
+            pages, self.embedder.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap
+        )
+        npages = sum(1 for p in pages if p.number is not None) or 1
+        if not chunks:
+            raise DocumentError("no_text", "the file contains no text")
+        progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks)))
+        batch = 64
+        parts = []
+        for start in range(0, len(chunks), batch):
+            cancel.raise_if_cancelled()
+            parts.append(self.embedder.embed([c.text for c in chunks[start : start + batch]]))
+            progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks),
+                              chunks_done=min(len(chunks), start + batch)))
+        cancel.raise_if_cancelled()
+        import numpy as np
+
+        vectors = np.concatenate(parts)
+        ids = [chunk_id(collection, str(path), digest, c.seq) for c in chunks]
+        old_ids = set(self.catalog.chunk_ids(doc_id))
+        progress(Progress("store", n, total, str(path), pages=npages, chunks=len(chunks), chunks_done=len(chunks)))
+        # the write phase: not cancellable, and recoverable after a crash (status 'indexing')
+        self.catalog.set_status(doc_id, "indexing")
+        self.store.upsert(collection, ids, vectors, doc_id)
+        self.store.delete_ids(collection, sorted(old_ids - set(ids)))
+        self.catalog.replace_chunks(doc_id, ids, chunks, content_hash=digest, size=size, mtime=mtime, pages=npages)
+
+    def _forget_unstarted(self, collection: str) -> None:
+        """After a cancel, new documents that never got indexed leave no trace."""
+        for doc in self.catalog.documents(collection, status="queued"):
+            if not doc.chunks:
+                self.catalog.delete_document(doc.id)
+
+    def _remove_doc(self, doc: Document) -> None:
+        self.store.delete_document(doc.collection, doc.id)
+        self.catalog.delete_document(doc.id)
+
+    def remove(self, path: str | os.PathLike, collection: str | None = None) -> list[str]:
+        """Remove a file, or everything under a folder, from the index. Returns removed paths."""
+        target = str(Path(path).expanduser().absolute())
+        removed = []
+        with self._write_lock:
+            for doc in self.catalog.documents(collection):
+                if doc.path == target or doc.path.startswith(target.rstrip(os.sep) + os.sep):
+                    self._remove_doc(doc)
+                    removed.append(doc.path)
+            for coll, folder in self.catalog.folders(collection):
+                if folder == target or folder.startswith(target.rstrip(os.sep) + os.sep):
+                    self.catalog.remove_folder(coll, folder)
+        return removed
+
+    def delete_collection(self, collection: str) -> None:
+        with self._write_lock:
+            self.store.drop_collection(collection)
+            self.catalog.delete_collection(collection)
+
+    def sync_folders(self, collection: str | None = None, progress: ProgressFn | None = None,
+                     cancel: CancelToken | None = None) -> IndexSummary:
+        """Re-scan every linked folder: index new and changed files, drop deleted ones."""
+        total = IndexSummary()
+        by_collection: dict[str, list[str]] = {}
+        for coll, folder in self.catalog.folders(collection):
+            by_collection.setdefault(coll, []).append(folder)
+        for coll, folders in by_collection.items():
+            existing = [f for f in folders if Path(f).is_dir()]
+            part = self.index(existing, coll, progress, cancel)
+            for field in ("indexed", "skipped", "removed"):
+                getattr(total, field).extend(getattr(part, field))
+            total.failed.update(part.failed)
+            total.pages += part.pages
+            total.chunks += part.chunks
+            total.cancelled |= part.cancelled
+        return total
+
+    # ---------------------------------------------------------------- recovery
+    def recover(self) -> list[str]:
+        """After a crash: documents caught mid-write lose their partial vectors and are re-queued;
+        vectors the catalog does not know are deleted. Returns the paths to index again."""
+        requeue = []
+        with self._write_lock:
+            for doc in self.catalog.documents():
+                if doc.status in ("indexing",):
+                    self.store.delete_document(doc.collection, doc.id)
+                    with self.catalog.transaction() as db:
+                        db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
+                        db.execute(
+                            "UPDATE documents SET status='queued', chunks=0, content_hash=NULL WHERE id=?",
+                            (doc.id,),
+                        )
+                    requeue.append(doc.path)
+                elif doc.status == "queued":
+                    requeue.append(doc.path)
+            for coll in self.catalog.collections():
+                known = self.catalog.all_chunk_ids(coll)
+                orphans = self.store.all_ids(coll) - known
+                self.store.delete_ids(coll, sorted(orphans))
+        return requeue
+
+    def resume(self, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> IndexSummary:
+        """Index again whatever a crash or a cancel left queued."""
+        total = IndexSummary()
+        queued: dict[str, list[str]] = {}
+        for doc in self.catalog.documents(status="queued"):
+            queued.setdefault(doc.collection, []).append(doc.path)
+        for coll, paths in queued.items():
+            part = self.index(paths, coll, progress, cancel)
+            total.indexed.extend(part.indexed)
+            total.failed.update(part.failed)
+            total.removed.extend(part.removed)
+        return total
+
+    def rebuild_vectors(self, collection: str | None = None, progress: ProgressFn | None = None,
+                        cancel: CancelToken | None = None) -> int:
+        """Re-embed every stored chunk into a fresh vector collection (the catalog is the truth)."""
+        cancel = cancel or CancelToken()
+        done = 0
+        with self._write_lock:
+            for coll in [collection] if collection else self.catalog.collections():
+                self.store.drop_collection(coll)
+                total = self.catalog.count_chunks(coll)
+                for batch in self.catalog.iter_chunks(coll):
+                    cancel.raise_if_cancelled()
+                    vectors = self.embedder.embed([c.text for c in batch])
+                    by_doc: dict[int, list[int]] = {}
+                    for i, c in enumerate(batch):
+                        by_doc.setdefault(c.doc_id, []).append(i)
+                    for doc_id, rows in by_doc.items():
+                        self.store.upsert(coll, [batch[i].chunk_id for i in rows], vectors[rows], doc_id)
+                    done += len(batch)
+                    if progress:
+                        progress(Progress("rebuild", 1, 1, coll, chunks=total, chunks_done=done))
+            self.catalog.set_meta("embedding_model", self.embedder.model_id)
+            self.needs_rebuild = False
+        return done
+
+    def consistency_report(self) -> dict:
+        """Counts that must all be zero for a healthy store (used by tests and `sprig check`)."""
+        missing = orphans = 0
+        for coll in self.catalog.collections():
+            known = self.catalog.all_chunk_ids(coll)
+            stored = self.store.all_ids(coll)
+            missing += len(known - stored)
+            orphans += len(stored - known)
+        return {
+            "missing_vectors": missing,
+            "orphan_vectors": orphans,
+            "in_flight": len(self.catalog.documents(status="indexing")),
+            "catalog_ok": self.catalog.integrity_ok(),
+        }
+
+
+def _hash_or_none(path: str) -> str | None:
+    try:
+        return file_sha256(Path(path))
+    except OSError:
+        return None
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,264 @@
+"""Turn a file into page texts. Each loader raises DocumentError with a plain reason.
+
+These functions run inside the parser worker process (see ``desktop.rag.parsing``), so a
+file that hangs or crashes a parser never takes the app with it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop.rag.errors import DocumentError
+from desktop.rag.types import PageText
+
+TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst", ".log", ".csv", ".tsv"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_text_file_bytes: int = 50 * 1024 * 1024
+    max_pages: int = 5000
+    max_chars: int = 20_000_000
+    # DOCX (zip) archives
+    max_unzipped_bytes: int = 200 * 1024 * 1024
+    max_zip_ratio: float = 100.0
+    max_zip_members: int = 1000
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n < 1024**3 else f"{n / 1024**3:.1f} GB"
+
+
+def check_size(path: Path, limits: Limits) -> int:
+    """Reject a file before reading it: missing, empty, or over the size limit."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DocumentError("missing", "file not found") from None
+    except OSError as exc:
+        raise DocumentError("unreadable", f"cannot read the file ({exc.strerror})") from None
+    limit = limits.max_file_bytes
+    if path.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES:
+        limit = min(limit, limits.max_text_file_bytes)
+    if size > limit:
+        raise DocumentError("too_large", f"file too large ({_mb(size)} > {_mb(limit)} limit)")
+    if size == 0:
+        raise DocumentError("empty", "the file is empty")
+    return size
+
+
+def load_document(path: Path, limits: Limits | None = None) -> list[PageText]:
+    """Pages of ``path`` with their text; never empty (raises DocumentError instead)."""
+    limits = limits or Limits()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    loader = _LOADERS.get(suffix)
+    if loader is None:
+        raise DocumentError("unsupported", f"unsupported file type '{suffix or path.name}'")
+    check_size(path, limits)
+    pages = loader(path, limits)
+    pages = [PageText(p.number, clean_text(p.text)) for p in pages]
+    total = sum(len(p.text) for p in pages)
+    if total > limits.max_chars:
+        raise DocumentError("too_large", f"too much text ({total:,} characters > {limits.max_chars:,})")
+    if not any(p.text.strip() for p in pages):
+        if suffix == ".pdf":
+            raise DocumentError(
+                "no_text", "no text layer: this looks like a scanned PDF (run OCR on it first)"
+            )
+        raise DocumentError("no_text", "the file contains no text")
+    return pages
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+def clean_text(text: str) -> str:
+    """Drop NULs and control characters, fold runs of spaces; keep line structure."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text)
+    text = _SPACES.sub(" ", text)
+    return text
+
+
+# ---------------------------------------------------------------- PDF
+
+
+def load_pdf(path: Path, limits: Limits) -> list[PageText]:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception:  # noqa: BLE001 - pypdf raises many kinds here
+                ok = 0
+            if not ok:
+                raise DocumentError("encrypted", "encrypted PDF: it needs a password to open")
+        count = len(reader.pages)
+    except DocumentError:
+        raise
+    except FileNotDecryptedError:
+        raise DocumentError("encrypted", "encrypted PDF: it needs a password to open") from None
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise DocumentError("damaged", f"damaged PDF ({_short(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - pypdf leaves catching to the caller
+        raise DocumentError("damaged", f"damaged PDF ({_short(exc)})") from None
+    if count == 0:
+        raise DocumentError("damaged", "damaged PDF (no pages)")
+    if count > limits.max_pages:
+        raise DocumentError("too_large", f"too many pages ({count:,} > {limits.max_pages:,})")
+    pages: list[PageText] = []
+    failures = 0
+    for number in range(1, count + 1):
+        try:
+            text = reader.pages[number - 1].extract_text() or ""
+        except Exception:  # noqa: BLE001 - one bad page must not lose the others
+            failures += 1
+            text = ""
+        pages.append(PageText(number, text))
+    if failures == count:
+        raise DocumentError("damaged", "damaged PDF (no page could be read)")
+    return pages
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]
+
+
+# ---------------------------------------------------------------- text
+
+
+def decode_text(data: bytes) -> str:
+    """Decode bytes of unknown encoding: BOM, then UTF-8, then detection, then cp1252.
+
+    Raises DocumentError('binary') for data that is not text at all.
+    """
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding, errors="replace")
+    head = data[:8192]
+    if b"\x00" in head:
+        guessed = _utf16_without_bom(head)
+        if guessed is None:
+            raise DocumentError("binary", "not a text file (it holds binary data)")
+        return data.decode(guessed, errors="replace")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _decode_legacy(data)
+    sample = text[:8192]
+    if sample:
+        controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
+        bad = sample.count("\ufffd")
+        if (controls + bad) / len(sample) > 0.3:
+            raise DocumentError("binary", "not a text file (it holds binary data)")
+    return text
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """UTF-16 text without a BOM has a NUL in every other byte for Latin text."""
+    if len(head) < 4:
+        return None
+    even = head[0::2]
+    odd = head[1::2]
+    for zeros, encoding in ((odd, "utf-16-le"), (even, "utf-16-be")):
+        if zeros.count(0) / len(zeros) > 0.9:
+            text = head[: len(head) // 2 * 2].decode(encoding, errors="replace")
+            printable = sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t")
+            if printable / max(1, len(text)) > 0.95:
+                return encoding
+    return None
+
+
+def _decode_legacy(data: bytes) -> str:
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data[:200_000]).best()
+        if best is not None and best.encoding:
+            return data.decode(best.encoding, errors="replace")
+    except Exception:  # noqa: BLE001 - detection is best effort
+        pass
+    return data.decode("cp1252", errors="replace")
+
+
+def load_text(path: Path, limits: Limits) -> list[PageText]:
+    return [PageText(None, decode_text(path.read_bytes()))]
+
+
+def load_html(path: Path, limits: Limits) -> list[PageText]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(path.read_bytes()), "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "svg"]):
+        tag.decompose()
+    text = soup.get_text("\n")
+    text = re.sub(r"\n\s*\n+", "\n\n", text)
+    return [PageText(None, text.strip())]
+
+
+# ---------------------------------------------------------------- DOCX
+
+
+def check_zip(path: Path, limits: Limits) -> None:
+    """Reject zip bombs from the central directory alone, before anything is inflated."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DocumentError("damaged", f"damaged DOCX (not a valid archive: {_short(exc)})") from None
+    if len(members) > limits.max_zip_members:
+        raise DocumentError("zip_bomb", f"archive has too many parts ({len(members):,})")
+    total = sum(m.file_size for m in members)
+    packed = sum(m.compress_size for m in members) or 1
+    if total > limits.max_unzipped_bytes or total / packed > limits.max_zip_ratio:
+        raise DocumentError(
+            "zip_bomb",
+            f"archive expands too much ({_mb(total)} from {_mb(packed)}, ratio {total / packed:.0f}:1)",
+        )
+
+
+def load_docx(path: Path, limits: Limits) -> list[PageText]:
+    check_zip(path, limits)
+    try:
+        import docx  # python-docx
+
+        document = docx.Document(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise DocumentError("damaged", f"damaged DOCX ({_short(exc)})") from None
+    parts: list[str] = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
+    return [PageText(None, "\n".join(parts))]
+
+
+_LOADERS: dict[str, Callable[[Path, Limits], list[PageText]]] = {
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    **{s: load_text for s in TEXT_SUFFIXES},
+    **{s: load_html for s in HTML_SUFFIXES},
+}

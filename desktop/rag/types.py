@@ -1,0 +1,107 @@
+"""Plain data passed between the core and its callers (the window, the CLI, the benchmarks)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PageText:
+    """The text of one page (1-based ``number``) or of a whole non-paged file (``number`` None)."""
+
+    number: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a page, small enough for the embedder, with its location in the page text."""
+
+    seq: int
+    page: int | None
+    char_start: int
+    char_end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with where it came from and how it scored."""
+
+    chunk_id: str
+    doc_id: int
+    path: str
+    page: int | None
+    char_start: int
+    char_end: int
+    text: str
+    score: float  # fused score (reciprocal rank fusion)
+    similarity: float | None = None  # cosine similarity of the query and the chunk
+    bm25: float | None = None  # keyword score (higher is better)
+    vector_rank: int | None = None
+    keyword_rank: int | None = None
+
+    @property
+    def location(self) -> str:
+        from pathlib import Path
+
+        name = Path(self.path).name
+        return f"{name}, page {self.page}" if self.page else name
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long job. ``stage`` is one of: scan, parse, embed, store, done, skip, fail."""
+
+    stage: str
+    file_index: int  # 1-based index of the current file
+    file_count: int
+    path: str = ""
+    pages: int = 0
+    chunks: int = 0
+    chunks_done: int = 0
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        if self.file_count <= 0:
+            return 1.0
+        inner = self.chunks_done / self.chunks if self.chunks else 0.0
+        return min(1.0, (self.file_index - 1 + inner) / self.file_count)
+
+
+@dataclass
+class IndexSummary:
+    indexed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unchanged
+    removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> reason
+    pages: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.cancelled
+
+
+class CancelToken:
+    """Set by the caller (Cancel button, Ctrl+C, window closing); checked by the core."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            from desktop.rag.errors import Cancelled
+
+            raise Cancelled("cancelled")
