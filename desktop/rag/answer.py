@@ -127,19 +127,49 @@ _WORDS = re.compile(r"[a-z0-9]+")
 _COMMON = frozenset("the a an of and or to in on at is was were are be by for with as that this it from".split())
 
 
-def attribute(answer: str, passages: list[Passage]) -> Citation | None:
-    """The passage that shares the most words with an answer that cites nothing."""
-    words = {w for w in _WORDS.findall(answer.lower()) if w not in _COMMON}
-    if not words:
+def attribute(answer: str, question: str, passages: list[Passage]) -> Citation | None:
+    """The passage that best supports an answer that cites nothing.
+
+    Words the answer shares with the question say nothing about where it came from, so
+    the passage holding most of the answer's *new* words wins.
+    """
+    words = _content_words(answer) - _content_words(question) or _content_words(answer)
+    if not words or not passages:
         return None
-    best, best_overlap = None, 0
-    for i, p in enumerate(passages, start=1):
-        overlap = len(words & set(_WORDS.findall(p.text.lower())))
-        if overlap > best_overlap:
-            best, best_overlap = i, overlap
-    if best is None:
+    overlaps = [len(words & _content_words(p.text)) for p in passages]
+    best = max(range(len(passages)), key=lambda i: overlaps[i])
+    if overlaps[best] == 0:
         return None
-    return Citation(best, passages[best - 1], matched=True)
+    return Citation(best + 1, passages[best], matched=True)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORDS.findall(text.lower()) if w not in _COMMON and len(w) > 1}
+
+
+def verify_citations(text: str, question: str, citations: list[Citation],
+                     passages: list[Passage]) -> tuple[str, list[Citation]]:
+    """Check each cited passage supports the answer; re-point a citation that doesn't.
+
+    Support is the share of the answer's new words (those not already in the question) that
+    the passage contains. A tiny model often writes [1] by habit: when another shown passage
+    supports the answer clearly better, the citation (and its marker) moves there.
+    """
+    novel = _content_words(text) - _content_words(question)
+    if not novel or not citations:
+        return text, citations
+    support = [len(novel & _content_words(p.text)) for p in passages]
+    best = max(range(len(passages)), key=lambda i: support[i]) + 1
+    half = len(novel) / 2
+    fixed: list[Citation] = []
+    for c in citations:
+        own = support[c.n - 1]
+        if own < half <= support[best - 1] and support[best - 1] > own:
+            text = re.sub(rf"\[{c.n}\]", f"[{best}]", text)
+            c = Citation(best, passages[best - 1], matched=True)
+        if all(f.n != c.n for f in fixed):
+            fixed.append(c)
+    return text, fixed
 
 
 class AnswerStream:
@@ -220,9 +250,11 @@ class AnswerStream:
                 answer.mode = "abstained"
                 answer.nearest = answer.passages[:3]
             elif not citations and text:
-                match = attribute(text, answer.passages)
+                match = attribute(text, self.question, answer.passages)
                 if match is not None:
                     citations = [match]
+            else:
+                text, citations = verify_citations(text, self.question, citations, answer.passages)
             answer.text = text
             answer.citations = citations
         end = time.perf_counter()
