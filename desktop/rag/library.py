@@ -24,6 +24,7 @@ from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progres
 
 ProgressFn = Callable[[Progress], None]
 MAX_CRASHES = 2
+REBUILD_PENDING = "vector_rebuild_pending"  # catalog meta key, "1" while a rebuild runs
 
 
 def file_sha256(path: Path) -> str:
@@ -37,6 +38,22 @@ def file_sha256(path: Path) -> str:
 def chunk_id(collection: str, path: str, content_hash: str, seq: int) -> str:
     key = f"{collection}\0{path}\0{content_hash}\0{seq}".encode()
     return hashlib.sha256(key).hexdigest()[:32]
+
+
+def document_title(path: str | os.PathLike) -> str:
+    """A readable title from a file name: 'AMCOR_2023Q4_EARNINGS.pdf' -> 'AMCOR 2023Q4 EARNINGS'."""
+    import re
+
+    return re.sub(r"[_\-.]+", " ", Path(path).stem).strip()
+
+
+def embed_text(path: str | os.PathLike, chunk) -> str:
+    """What is embedded for a chunk: its document's title, then its text.
+
+    A passage like "Net sales rose 5%" means little on its own; with the title the
+    vector also says whose sales. The stored and shown text stays the chunk alone.
+    """
+    return f"{document_title(path)}\n{chunk.text}"
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path], list[Path]]:
@@ -93,7 +110,7 @@ class Library:
         elif recorded != self.embedder.model_id:
             self.needs_rebuild = True
             return
-        self.needs_rebuild = False
+        self.needs_rebuild = self.catalog.get_meta(REBUILD_PENDING) == "1"
 
     # ---------------------------------------------------------------- queries
     def collections(self) -> list[str]:
@@ -235,8 +252,10 @@ class Library:
         reason = error.reason
         if error.code in ("crashed", "timeout") and crashes >= MAX_CRASHES:
             reason += f" ({crashes} times; it will not be retried until it changes)"
-        # a file that fails now has no chunks: drop any from an older version
+        # a file that fails now has no chunks: drop any from an older version. Mark it in
+        # flight first, so that a kill between the two writes is repaired by recover().
         if doc and doc.chunks:
+            self.catalog.set_status(doc_id, "indexing")
             self.store.delete_document(doc.collection, doc_id)
         with self.catalog.transaction() as db:
             db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
@@ -261,7 +280,7 @@ class Library:
         parts = []
         for start in range(0, len(chunks), batch):
             cancel.raise_if_cancelled()
-            parts.append(self.embedder.embed([c.text for c in chunks[start : start + batch]]))
+            parts.append(self.embedder.embed([embed_text(path, c) for c in chunks[start : start + batch]]))
             progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks),
                               chunks_done=min(len(chunks), start + batch)))
         cancel.raise_if_cancelled()
@@ -284,8 +303,9 @@ class Library:
                 self.catalog.delete_document(doc.id)
 
     def _remove_doc(self, doc: Document) -> None:
-        self.store.delete_document(doc.collection, doc.id)
+        # catalog first: a kill in between leaves orphan vectors, which recover() deletes
         self.catalog.delete_document(doc.id)
+        self.store.delete_document(doc.collection, doc.id)
 
     def remove(self, path: str | os.PathLike, collection: str | None = None) -> list[str]:
         """Remove a file, or everything under a folder, from the index. Returns removed paths."""
@@ -303,8 +323,8 @@ class Library:
 
     def delete_collection(self, collection: str) -> None:
         with self._write_lock:
-            self.store.drop_collection(collection)
             self.catalog.delete_collection(collection)
+            self.store.drop_collection(collection)  # a kill before this is repaired by recover()
 
     def sync_folders(self, collection: str | None = None, progress: ProgressFn | None = None,
                      cancel: CancelToken | None = None) -> IndexSummary:
@@ -342,18 +362,23 @@ class Library:
                     requeue.append(doc.path)
                 elif doc.status == "queued":
                     requeue.append(doc.path)
-            for coll in self.catalog.collections():
+            collections = self.catalog.collections()
+            for coll in collections:
                 known = self.catalog.all_chunk_ids(coll)
                 orphans = self.store.all_ids(coll) - known
                 self.store.delete_ids(coll, sorted(orphans))
+            for coll in set(self.store.collection_names()) - set(collections):
+                self.store.drop_collection(coll)  # deleted from the catalog, not yet from Chroma
         return requeue
 
     def resume(self, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> IndexSummary:
-        """Index again whatever a crash or a cancel left queued."""
+        """Index again whatever a crash or a cancel left queued, and indexed files that changed
+        on disk (a changed file keeps its old chunks until the new ones are written)."""
         total = IndexSummary()
         queued: dict[str, list[str]] = {}
-        for doc in self.catalog.documents(status="queued"):
-            queued.setdefault(doc.collection, []).append(doc.path)
+        for doc in self.catalog.documents():
+            if doc.status == "queued" or (doc.status == "indexed" and _changed_on_disk(doc)):
+                queued.setdefault(doc.collection, []).append(doc.path)
         for coll, paths in queued.items():
             part = self.index(paths, coll, progress, cancel)
             total.indexed.extend(part.indexed)
@@ -367,12 +392,15 @@ class Library:
         cancel = cancel or CancelToken()
         done = 0
         with self._write_lock:
+            # until the last vector is written the store is incomplete: a kill or a cancel
+            # leaves this flag set, and needs_rebuild says so on the next start
+            self.catalog.set_meta(REBUILD_PENDING, "1")
             for coll in [collection] if collection else self.catalog.collections():
                 self.store.drop_collection(coll)
                 total = self.catalog.count_chunks(coll)
                 for batch in self.catalog.iter_chunks(coll):
                     cancel.raise_if_cancelled()
-                    vectors = self.embedder.embed([c.text for c in batch])
+                    vectors = self.embedder.embed([embed_text(c.path, c) for c in batch])
                     by_doc: dict[int, list[int]] = {}
                     for i, c in enumerate(batch):
                         by_doc.setdefault(c.doc_id, []).append(i)
@@ -382,6 +410,7 @@ class Library:
                     if progress:
                         progress(Progress("rebuild", 1, 1, coll, chunks=total, chunks_done=done))
             self.catalog.set_meta("embedding_model", self.embedder.model_id)
+            self.catalog.set_meta(REBUILD_PENDING, "0")
             self.needs_rebuild = False
         return done
 
@@ -406,6 +435,15 @@ def _hash_or_none(path: str) -> str | None:
         return file_sha256(Path(path))
     except OSError:
         return None
+
+
+def _changed_on_disk(doc: Document) -> bool:
+    """The file exists and its size or mtime differ from what was indexed."""
+    try:
+        stat = os.stat(doc.path)
+    except OSError:
+        return False
+    return stat.st_size != doc.size or stat.st_mtime != doc.mtime
 
 
 def _size(path: str) -> int | None:
