@@ -72,9 +72,16 @@ class VectorStore:
             return col
 
     def close(self) -> None:
+        """Release the client: Chroma keeps one shared system per folder until its last client
+        closes, and that system keeps the folder's files open."""
         with self._lock:
             self._collections.clear()
-            self._client = None
+            client, self._client = self._client, None
+            if client is not None and hasattr(client, "close"):
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
 
     # ---------------------------------------------------------------- writes
     def upsert(self, collection: str, ids: list[str], vectors, doc_id: int) -> None:
@@ -118,6 +125,15 @@ class VectorStore:
         ids = result["ids"][0]
         distances = result["distances"][0]
         return [(cid, 1.0 - float(d)) for cid, d in zip(ids, distances, strict=True)]
+
+    def collection_names(self) -> list[str]:
+        """The Sprig collection names that have a Chroma collection."""
+        names = []
+        for col in self.client.list_collections():
+            meta = getattr(col, "metadata", None) or {}
+            if "sprig_collection" in meta:
+                names.append(meta["sprig_collection"])
+        return names
 
     def count(self, collection: str) -> int:
         return int(self.collection(collection).count())
