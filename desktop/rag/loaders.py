@@ -111,8 +111,8 @@ def load_pdf(path: Path, limits: Limits) -> list[PageText]:
             if not ok:
                 raise DocumentError("encrypted", "encrypted PDF: it needs a password to open")
         count = len(reader.pages)
-    except DocumentError:
-        raise
+    except (DocumentError, MemoryError):
+        raise  # MemoryError: the worker reports "needs too much memory", not "damaged"
     except FileNotDecryptedError:
         raise DocumentError("encrypted", "encrypted PDF: it needs a password to open") from None
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
@@ -128,6 +128,8 @@ def load_pdf(path: Path, limits: Limits) -> list[PageText]:
     for number in range(1, count + 1):
         try:
             text = reader.pages[number - 1].extract_text() or ""
+        except MemoryError:
+            raise
         except Exception:  # noqa: BLE001 - one bad page must not lose the others
             failures += 1
             text = ""
@@ -150,6 +152,9 @@ def decode_text(data: bytes) -> str:
 
     Raises DocumentError('binary') for data that is not text at all.
     """
+    for signature, kind in _BINARY_SIGNATURES:
+        if data.startswith(signature):
+            raise DocumentError("binary", f"not a text file (it is {kind})")
     for bom, encoding in (
         (codecs.BOM_UTF32_LE, "utf-32-le"),
         (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -168,7 +173,9 @@ def decode_text(data: bytes) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        text = _decode_legacy(data)
+        text = _mostly_utf8(data)
+        if text is None:
+            text = _decode_legacy(data)
     sample = text[:8192]
     if sample:
         controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\n\r\t\f")
@@ -193,13 +200,45 @@ def _utf16_without_bom(head: bytes) -> str | None:
     return None
 
 
+_BINARY_SIGNATURES = (
+    (b"%PDF-", "a PDF file"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x7fELF", "a program"),
+)
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few damaged bytes: decode it with replacement characters.
+
+    A legacy 8-bit file is invalid UTF-8 at (nearly) every non-ASCII byte; a damaged UTF-8
+    file is valid almost everywhere. Only the second kind is decoded here.
+    """
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ord(ch) > 127) - bad
+    if good > 0 and bad <= max(1, good // 10):
+        return text
+    return None
+
+
 def _decode_legacy(data: bytes) -> str:
     try:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(data[:200_000]).best()
+        results = from_bytes(data[:200_000])
+        best = results.best()
         if best is not None and best.encoding:
-            return data.decode(best.encoding, errors="replace")
+            encoding = best.encoding
+            # single-byte code pages often tie; Western European cp1252 is by far the most common
+            for match in results:
+                if (match.encoding == "cp1252" and match.chaos <= best.chaos
+                        and match.coherence >= best.coherence):
+                    encoding = "cp1252"
+            return data.decode(encoding, errors="replace")
     except Exception:  # noqa: BLE001 - detection is best effort
         pass
     return data.decode("cp1252", errors="replace")
@@ -239,6 +278,50 @@ def check_zip(path: Path, limits: Limits) -> None:
             "zip_bomb",
             f"archive expands too much ({_mb(total)} from {_mb(packed)}, ratio {total / packed:.0f}:1)",
         )
+    _check_declared_sizes(path, members)
+
+
+def _check_declared_sizes(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Headers can lie: inflate each XML part, stopping one byte past its declared size.
+
+    Memory stays at one block; a part that inflates beyond what the central directory
+    declares is a bomb in disguise.
+    """
+    import zlib
+
+    with open(path, "rb") as handle:
+        for member in members:
+            if member.compress_type != zipfile.ZIP_DEFLATED:
+                continue
+            if not member.filename.endswith((".xml", ".rels")):
+                continue
+            handle.seek(member.header_offset)
+            local = handle.read(30)
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                raise DocumentError("damaged", "damaged DOCX (broken archive entry)")
+            skip = int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+            handle.seek(skip, 1)
+            inflater = zlib.decompressobj(-15)
+            left = member.compress_size
+            produced = 0
+            try:
+                while left > 0 and produced <= member.file_size:
+                    block = handle.read(min(left, 1 << 16))
+                    if not block:
+                        break
+                    left -= len(block)
+                    while block and produced <= member.file_size:
+                        out = inflater.decompress(block, member.file_size - produced + 1)
+                        produced += len(out)
+                        block = inflater.unconsumed_tail
+            except zlib.error:
+                raise DocumentError("damaged", f"damaged DOCX (cannot inflate {member.filename})") from None
+            if produced > member.file_size:
+                raise DocumentError(
+                    "zip_bomb",
+                    f"archive expands too much ({member.filename} inflates beyond the "
+                    f"{_mb(member.file_size)} its header declares)",
+                )
 
 
 def load_docx(path: Path, limits: Limits) -> list[PageText]:
@@ -247,6 +330,8 @@ def load_docx(path: Path, limits: Limits) -> list[PageText]:
         import docx  # python-docx
 
         document = docx.Document(str(path))
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise DocumentError("damaged", f"damaged DOCX ({_short(exc)})") from None
     parts: list[str] = [p.text for p in document.paragraphs]
