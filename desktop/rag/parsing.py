@@ -21,8 +21,39 @@ from desktop.rag.loaders import Limits, load_document
 from desktop.rag.types import PageText
 
 
-def _child_main(conn, memory_bytes: int) -> None:  # runs in the worker process
+# Fault injection for the test suite only. It is inert unless a test sets this variable:
+# then a file whose name starts with "sprig-fault-hang" never finishes parsing and one whose
+# name starts with "sprig-fault-crash" kills the worker, as a hostile file could.
+FAULTS_ENV = "SPRIG_TEST_PARSER_FAULTS"
+
+
+def _inject_fault(path: str) -> None:
+    name = os.path.basename(path)
+    if name.startswith("sprig-fault-hang"):
+        while True:
+            time.sleep(60)
+    if name.startswith("sprig-fault-crash"):
+        os.abort()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A parser left behind by a parent that was killed (kill -9) exits within a second."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="sprig-parser-watchdog", daemon=True).start()
+
+
+def _child_main(conn, memory_bytes: int, parent_pid: int | None = None) -> None:  # in the worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
+    faults = os.environ.get(FAULTS_ENV) == "1"
     if memory_bytes > 0:
         try:
             import resource
@@ -39,6 +70,8 @@ def _child_main(conn, memory_bytes: int) -> None:  # runs in the worker process
             return
         path, limits = request
         try:
+            if faults:
+                _inject_fault(path)
             pages = load_document(Path(path), limits)
             conn.send(("ok", pages))
         except DocumentError as exc:
@@ -76,7 +109,7 @@ class ParserWorker:
             return
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(
-            target=_child_main, args=(child, self.memory_bytes), daemon=True, name="sprig-parser"
+            target=_child_main, args=(child, self.memory_bytes, os.getpid()), daemon=True, name="sprig-parser"
         )
         self._proc.start()
         child.close()
