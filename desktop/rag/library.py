@@ -19,7 +19,7 @@ from pathlib import Path
 from desktop.config import Paths, Settings
 from desktop.rag.catalog import Catalog, Document
 from desktop.rag.errors import Cancelled, DocumentError
-from desktop.rag.loaders import Limits, is_supported
+from desktop.rag.loaders import Limits, check_size, is_supported
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
 
 ProgressFn = Callable[[Progress], None]
@@ -169,6 +169,8 @@ class Library:
             job = self._plan(collection, path, summary)
             if job is not None:
                 todo.append(job)
+            elif str(path) in summary.failed:  # failed before parsing (too large, missing, ...)
+                progress(Progress("fail", i, count, str(path), message=summary.failed[str(path)]))
         if summary.cancelled:
             summary.seconds = time.perf_counter() - started
             return summary
@@ -223,6 +225,13 @@ class Library:
             summary.skipped.append(str(path))
             return None
         try:
+            check_size(path, self.limits)  # before hashing: a huge file is never read at all
+        except DocumentError as exc:
+            if exc.code == "too_large":
+                doc_id = doc.id if doc else self.catalog.upsert_document(collection, str(path))
+                self._fail(doc_id, exc, summary, str(path), hash_file=False)
+                return None
+        try:
             digest = file_sha256(path)
         except OSError as exc:
             doc_id = self.catalog.upsert_document(collection, str(path))
@@ -246,7 +255,7 @@ class Library:
         return (path, doc_id, digest, stat.st_size, stat.st_mtime)
 
     def _fail(self, doc_id: int, error: DocumentError, summary: IndexSummary, path: str,
-              digest: str | None = None) -> None:
+              digest: str | None = None, hash_file: bool = True) -> None:
         doc = self.catalog.document_by_id(doc_id)
         crashes = (doc.crashes if doc else 0) + (1 if error.code in ("crashed", "timeout") else 0)
         reason = error.reason
@@ -262,7 +271,8 @@ class Library:
             db.execute(
                 "UPDATE documents SET status='failed', code=?, reason=?, crashes=?, pages=0, chunks=0, "
                 "content_hash=?, size=?, mtime=? WHERE id=?",
-                (error.code, reason, crashes, digest or _hash_or_none(path), _size(path), _mtime(path), doc_id),
+                (error.code, reason, crashes, digest or (_hash_or_none(path) if hash_file else None),
+                 _size(path), _mtime(path), doc_id),
             )
         summary.failed[path] = reason
 
