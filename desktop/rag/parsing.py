@@ -72,16 +72,19 @@ def _child_main(conn, memory_bytes: int, parent_pid: int | None = None) -> None:
         try:
             if faults:
                 _inject_fault(path)
-            pages = load_document(Path(path), limits)
-            conn.send(("ok", pages))
+            reply = ("ok", load_document(Path(path), limits))
         except DocumentError as exc:
-            conn.send(("error", exc.code, exc.reason))
+            reply = ("error", exc.code, exc.reason)
         except MemoryError:
-            conn.send(("error", "too_large", "the file needs too much memory to read"))
+            reply = ("error", "too_large", "the file needs too much memory to read")
         except RecursionError:
-            conn.send(("error", "damaged", "damaged file (nested too deeply to read)"))
+            reply = ("error", "damaged", "damaged file (nested too deeply to read)")
         except Exception as exc:  # noqa: BLE001 - any parser failure is the file's failure
-            conn.send(("error", "damaged", f"could not read the file ({type(exc).__name__}: {str(exc)[:120]})"))
+            reply = ("error", "damaged", f"could not read the file ({type(exc).__name__}: {str(exc)[:120]})")
+        try:
+            conn.send(reply)
+        except (OSError, EOFError):  # the parent is gone (killed): leave quietly
+            return
 
 
 @dataclass
