@@ -1,0 +1,916 @@
+"""Speed benchmark: every stage through Sprig's own code and through the bare library doing
+the same work on the same inputs with the same threads, interleaved in the same run.
+
+    python bench/perf.py [--quick | --smoke]
+
+Ratios are raw time / Sprig time (1.00 = no overhead; below 1 = Sprig is slower), the
+median of the per-pair ratios with a bootstrap 95% interval. A table is printed and the
+JSON (with the machine's description) is written to bench/results/perf-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import corpus  # noqa: E402
+from common import REPO, fmt, interleave, ratio, summary  # noqa: E402
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from desktop.config import Paths, Settings, enforce_offline  # noqa: E402
+
+enforce_offline()
+
+CACHE = REPO / "bench" / "results" / "cache"
+
+MODES = {
+    "smoke": dict(pairs=1, warmup=0, passages=1, decode_tokens=8, decode_models=["qwen"], ttft_articles=1, ttft_questions=1,
+                  pdf_pages=4, worker_arm=False, real_pdfs=0, embed_chunks=16, store_vectors=300,
+                  index_pages=4, retrieval_sizes=[1000], queries=10, cold_pairs=1, chat_rss=False,
+                  sweep=False),
+    "quick": dict(pairs=3, warmup=1, passages=4, decode_tokens=128, decode_models=["qwen"], ttft_articles=4, ttft_questions=3,
+                  pdf_pages=100, worker_arm=True, real_pdfs=0, embed_chunks=256, store_vectors=2000,
+                  index_pages=200, retrieval_sizes=[10_000], queries=100, cold_pairs=3, chat_rss=True,
+                  sweep=False),
+    "full": dict(pairs=5, warmup=1, passages=4, decode_tokens=256, decode_models=["qwen", "gemma"], ttft_articles=8,
+                 ttft_questions=5, pdf_pages=300, worker_arm=True, real_pdfs=300, embed_chunks=512,
+                 store_vectors=5000, index_pages=1000, retrieval_sizes=[10_000, 100_000], queries=200,
+                 cold_pairs=5, chat_rss=True, sweep=True),
+}
+
+TARGETS = {
+    "stage_ratio_min": 0.95,
+    "decode_fraction_of_limit_min": 0.6,
+    "index_1000_pages_s_max": 60.0,
+    "cold_start_s_max": 1.5,
+    "ttft_4_passages_s_max": 3.0,
+    "retrieval_p95_ms_at_100k_max": 50.0,
+    "peak_rss_chat_mb_max": 1536,
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- shared set-up
+class Context:
+    def __init__(self, mode: str, cfg: dict, work: Path):
+        self.mode = mode
+        self.cfg = cfg
+        self.work = work
+        self.models_dir = CACHE / "models"
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.results: dict = {}
+        self.rows: list[list] = []
+        self._embedder = None
+        self._tokenizer = None
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from desktop.rag.embeddings import Embedder
+
+            self._embedder = Embedder(cache_dir=self.models_dir)
+            t = time.perf_counter()
+            self._embedder.load()
+            self.results.setdefault("embedding", {})["load_s"] = round(time.perf_counter() - t, 2)
+        return self._embedder
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = self.embedder.tokenizer
+        return self._tokenizer
+
+    def row(self, stage: str, sprig: str, raw: str, r: dict | None, target: str = "", met=None) -> None:
+        rtxt = "-" if not r else f"{r['ratio']:.2f}" + (f" [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]" if "ci95" in r else "")
+        self.rows.append([stage, sprig, raw, rtxt, target, {True: "met", False: "MISSED", None: ""}[met]])
+
+
+def gguf(ctx: Context, key: str) -> Path:
+    from desktop.models.bundled import GEMMA, QWEN, assemble
+
+    return assemble({"qwen": QWEN, "gemma": GEMMA}[key], ctx.models_dir)
+
+
+def raw_llama(model):
+    """A bare llama-cpp-python Llama with the same file, context, threads, batch and seed as
+    Sprig's LocalModel, and its weights in plain CPU buffers as Sprig loads them (llama.cpp's
+    AMX repack kernels crash on this VM)."""
+    from llama_cpp import Llama
+
+    from desktop.models.llm import _plain_cpu_buffers
+
+    with _plain_cpu_buffers():
+        return Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=model.n_threads,
+                     n_threads_batch=model.n_threads_batch, n_batch=512, seed=model.seed, verbose=False)
+
+
+# ---------------------------------------------------------------- TTFT library
+def squad_library(ctx: Context):
+    """A library over the first few SQuAD articles, indexed through Library.index."""
+    from desktop.rag.library import Library
+
+    home = ctx.work / "ttft-home"
+    lib = Library(Paths(home), Settings(), embedder=ctx.embedder)
+    articles = corpus.squad_articles()[: ctx.cfg["ttft_articles"]]
+    summary_ = lib.index(articles)
+    assert not summary_.failed, summary_.failed
+    ctx.results["squad_index"] = {"articles": len(articles), "chunks": summary_.chunks,
+                                  "seconds": round(summary_.seconds, 2)}
+    titles = {p.name for p in articles}
+    questions = [q for q in corpus.squad_qa() if q["doc_file"] in titles]
+    return lib, questions
+
+
+# ---------------------------------------------------------------- LLM
+def bench_llm(ctx: Context, lib, questions) -> None:
+    for key in ctx.cfg["decode_models"]:
+        bench_model(ctx, key, lib, questions)
+
+
+def bench_model(ctx: Context, key: str, lib, questions) -> None:
+    from desktop.models.llm import LocalModel
+    from desktop.rag.answer import AnswerEngine
+
+    cfg = ctx.cfg
+    out = ctx.results.setdefault("llm", {})
+    bandwidth = ctx.results["machine"]["memory_bandwidth_gbs"]["best"]
+    path = gguf(ctx, key)
+    size_gb = path.stat().st_size / 1e9
+    model = LocalModel(path, n_ctx=4096)
+    model.load()
+    raw = raw_llama(model)
+    res = out.setdefault(key, {"file": path.name, "size_mb": round(path.stat().st_size / 1e6, 1),
+                               "n_threads": model.n_threads, "n_threads_batch": model.n_threads_batch,
+                               "n_ctx": model.n_ctx, "n_batch": 512})
+    log(f"decode {key}: {cfg['decode_tokens']} tokens x {cfg['pairs']} pairs")
+    n_new = cfg["decode_tokens"]
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Write a long, detailed story about a lighthouse keeper "
+                 "who finds a message in a bottle. Use many paragraphs."}]
+    prompt = model.render(messages)
+    eos = raw.token_eos()
+    counts: dict[str, list[int]] = {"sprig": [], "raw": []}
+
+    def sprig_decode() -> float:
+        model._llm.reset()  # a fresh context each time, as for a new conversation
+        first = None
+        for _piece in model.stream_tokens(prompt, n_new, 0.2, lambda: False, stop=[]):
+            if first is None:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        n = model._llm.n_tokens - len(prompt)  # tokens evaluated after the prompt
+        counts["sprig"].append(n)
+        return (end - first) / max(1, n)
+
+    def raw_decode() -> float:
+        raw.reset()
+        first = None
+        produced = 0
+        for tok in raw.generate(prompt, top_k=40, top_p=0.9, temp=0.2, repeat_penalty=1.1):
+            if first is None:
+                first = time.perf_counter()
+            if tok == eos:
+                break
+            raw.detokenize([tok])  # the text a UI would show, token by token
+            produced += 1
+            if produced >= n_new:
+                break
+        end = time.perf_counter()
+        n = raw.n_tokens - len(prompt)
+        counts["raw"].append(n)
+        return (end - first) / max(1, n)
+
+    times = interleave({"sprig": sprig_decode, "raw": raw_decode}, cfg["pairs"], cfg["warmup"])
+    sprig_tps = 1 / statistics.median(times["sprig"])
+    raw_tps = 1 / statistics.median(times["raw"])
+    limit = bandwidth / size_gb
+    res["decode"] = {"sprig_tok_s": round(sprig_tps, 1), "raw_tok_s": round(raw_tps, 1),
+                     "tokens_per_run": counts, "ratio": ratio(times["raw"], times["sprig"]),
+                     "limit_tok_s": round(limit, 1), "fraction_of_limit": round(sprig_tps / limit, 3),
+                     "raw_fraction_of_limit": round(raw_tps / limit, 3)}
+    r = res["decode"]
+    ctx.row(f"decode {key} (tok/s)", fmt(sprig_tps), fmt(raw_tps), r["ratio"], ">=0.95",
+            r["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
+    ctx.row(f"decode {key} / bandwidth limit", f"{r['fraction_of_limit']:.2f} of {limit:.0f} tok/s",
+            f"{r['raw_fraction_of_limit']:.2f}", None, ">=0.6",
+            r["fraction_of_limit"] >= TARGETS["decode_fraction_of_limit_min"])
+
+    # prefill: the prompt of a real question with 4 passages
+    engine = AnswerEngine(lib, model, passages_per_answer=cfg["passages"], abstain_below=-1.0)
+    q = questions[0]["question"]
+    passages = lib.search(q, k=4)
+    msgs, shown = engine.build_messages(q, passages, [])
+    ptoks = model.render(msgs)
+    log(f"prefill {key}: {len(ptoks)} prompt tokens x {cfg['pairs']} pairs")
+
+    def sprig_prefill() -> float:
+        model._llm.reset()
+        t = time.perf_counter()
+        for _piece in model.stream_tokens(ptoks, 1, 0.2, lambda: False, stop=[]):
+            break
+        return time.perf_counter() - t
+
+    def raw_prefill() -> float:
+        raw.reset()
+        t = time.perf_counter()
+        raw.eval(ptoks)
+        raw.sample(top_k=40, top_p=0.9, temp=0.2, repeat_penalty=1.1)
+        return time.perf_counter() - t
+
+    times = interleave({"sprig": sprig_prefill, "raw": raw_prefill}, cfg["pairs"], cfg["warmup"])
+    res["prefill"] = {"prompt_tokens": len(ptoks), "passages": len(shown),
+                      "sprig_tok_s": round(len(ptoks) / statistics.median(times["sprig"]), 1),
+                      "raw_tok_s": round(len(ptoks) / statistics.median(times["raw"]), 1),
+                      "ratio": ratio(times["raw"], times["sprig"])}
+    r = res["prefill"]
+    ctx.row(f"prefill {key} (tok/s, {len(ptoks)} tok)", fmt(r["sprig_tok_s"]), fmt(r["raw_tok_s"]),
+            r["ratio"], ">=0.95", r["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
+    raw.close()
+    if key == "qwen":
+        bench_ttft(ctx, lib, model, questions)
+    model.close()
+
+
+def bench_ttft(ctx: Context, lib, model, questions) -> None:
+    """Time to first token for real questions with 4 passages, through AnswerEngine.ask."""
+    from desktop.rag.answer import AnswerEngine
+
+    engine = AnswerEngine(lib, model, passages_per_answer=ctx.cfg["passages"], abstain_below=-1.0)
+    rng = random.Random(1)
+    picks = rng.sample(questions, min(len(questions), ctx.cfg["ttft_questions"]))
+    log(f"time to first token: {len(picks)} questions")
+    runs = []
+    for q in picks:
+        question = q["question"]
+        t = time.perf_counter()
+        ctx.embedder.embed_query(question)
+        embed_s = time.perf_counter() - t
+        model._llm.reset()  # no prompt cache from the previous question: the worst case
+        t0 = time.perf_counter()
+        stream = engine.ask(question)
+        first = None
+        for _piece in stream:
+            if first is None:
+                first = time.perf_counter() - t0
+                stream.stop()
+        tm = stream.result.timings
+        runs.append({"ttft_s": first, "query_embedding_s": embed_s,
+                     "retrieval_s": tm["retrieve_s"] - embed_s,
+                     "prompt_build_s": tm["first_token_s"] - tm["retrieve_s"] - tm["prefill_s"],
+                     "prefill_s": tm["prefill_s"], "prompt_tokens": stream.result.prompt_tokens,
+                     "passages": len(stream.result.passages)})
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    ctx.results["ttft"] = {"runs": runs, "median": med, "model": model.path.name,
+                           "note": "context reset before each question (no prompt-prefix cache)"}
+    ok = med["ttft_s"] <= TARGETS["ttft_4_passages_s_max"]
+    ctx.row(f"TTFT, {ctx.cfg['passages']} passages (s)", f"{med['ttft_s']:.2f}", "-", None, "<=3 s", ok)
+    ctx.row("  query embedding / retrieval (ms)", f"{med['query_embedding_s'] * 1e3:.0f} / {med['retrieval_s'] * 1e3:.0f}", "", None)
+    ctx.row("  prompt building / prefill", f"{med['prompt_build_s'] * 1e3:.0f} ms / {med['prefill_s']:.2f} s "
+            f"({med['prompt_tokens']:.0f} tok)", "", None)
+
+
+# ---------------------------------------------------------------- PDF extraction
+def bench_pdf(ctx: Context) -> None:
+    cfg = ctx.cfg
+    sets = {"text PDFs (generated)": corpus.text_pdfs(ctx.work / "pdfs-extract", cfg["pdf_pages"])}
+    if cfg["real_pdfs"]:
+        sets["FinanceBench PDFs (real)"] = real_pdfs(cfg["real_pdfs"])
+    for name, files in sets.items():
+        bench_pdf_set(ctx, name, files)
+
+
+def bench_pdf_set(ctx: Context, name: str, files: list[Path]) -> None:
+    from pypdf import PdfReader
+
+    from desktop.rag.loaders import load_document
+    from desktop.rag.parsing import ParserWorker
+
+    cfg = ctx.cfg
+    out = ctx.results.setdefault("pdf_extraction", {})
+    pages = sum(len(PdfReader(str(f)).pages) for f in files)
+    log(f"PDF extraction, {name}: {pages} pages x {cfg['pairs']} pairs")
+    worker = ParserWorker() if cfg["worker_arm"] else None
+
+    def sprig():
+        for f in files:
+            load_document(f)
+
+    def raw():
+        for f in files:
+            reader = PdfReader(str(f))
+            for page in reader.pages:
+                page.extract_text()
+
+    arms = {"sprig": sprig, "raw": raw}
+    if worker is not None:
+        def in_worker() -> None:
+            for f in files:
+                worker.parse(f)
+
+        arms["sprig_worker"] = in_worker
+    try:
+        times = interleave(arms, cfg["pairs"], cfg["warmup"])
+    finally:
+        if worker is not None:
+            worker.close()
+    res = {"files": len(files), "pages": pages,
+           "sprig_pages_s": round(pages / statistics.median(times["sprig"]), 1),
+           "raw_pages_s": round(pages / statistics.median(times["raw"]), 1),
+           "ratio": ratio(times["raw"], times["sprig"])}
+    if worker is not None:
+        res["worker_pages_s"] = round(pages / statistics.median(times["sprig_worker"]), 1)
+        res["worker_ratio"] = ratio(times["raw"], times["sprig_worker"])
+    out[name] = res
+    ctx.row(f"PDF extraction, {name} (pages/s)", fmt(res["sprig_pages_s"]), fmt(res["raw_pages_s"]),
+            res["ratio"], ">=0.95", res["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
+    if worker is not None:
+        ctx.row("  in the parser process (pages/s)", fmt(res["worker_pages_s"]), "", res["worker_ratio"],
+                "info")
+
+
+def real_pdfs(max_pages: int) -> list[Path]:
+    """The smallest FinanceBench filings, up to ``max_pages`` pages in all."""
+    from pypdf import PdfReader
+
+    folder = corpus.EVAL / "financebench" / "pdfs"
+    files = sorted(folder.glob("*.pdf"), key=lambda p: p.stat().st_size)
+    chosen, total = [], 0
+    for f in files:
+        n = len(PdfReader(str(f)).pages)
+        if total + n > max_pages:
+            continue
+        chosen.append(f)
+        total += n
+        if total >= max_pages * 0.9:
+            break
+    return chosen
+
+
+# ---------------------------------------------------------------- embeddings
+class RawOnnx:
+    """The bare ONNX Runtime + tokenizers baseline for the ONNX backends (same file, threads)."""
+
+    def __init__(self, path: Path, model_dir: Path, threads: int, per_text: bool):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tok.enable_truncation(256)
+        self.tok.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.per_text = per_text
+
+    def encode(self, texts: list[str], batch: int = 32):
+        import numpy as np
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), 384), np.float32)
+        step = 1 if self.per_text else batch
+        for i in range(0, len(texts), step):
+            idx = order[i : i + step]
+            enc = self.tok.encode_batch([texts[j] for j in idx])
+            ids = np.array([e.ids for e in enc], np.int64)
+            mask = np.array([e.attention_mask for e in enc], np.int64)
+            h = self.sess.run(None, {"input_ids": ids, "attention_mask": mask,
+                                     "token_type_ids": np.zeros_like(ids)})[0]
+            m = mask[..., None].astype(np.float32)
+            v = (h * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+            out[idx] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return out
+
+
+def raw_embedder(embedder):
+    """A function texts -> vectors doing the same work as ``embedder`` with the bare library."""
+    from desktop.rag.embeddings import default_threads
+
+    if embedder.backend == "torch":
+        st = embedder.load()
+        return lambda texts: st.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True,
+                                       convert_to_numpy=True, show_progress_bar=False)
+    raw = RawOnnx(embedder.onnx_path, embedder.model_dir, embedder.threads or default_threads(),
+                  per_text=embedder.load().per_text)
+    return lambda texts: raw.encode(texts, embedder.batch_size)
+
+
+def sprig_embed(embedder, texts: list[str]):
+    """As Library._index_one calls it: slices of 64 chunks."""
+    import numpy as np
+
+    return np.concatenate([embedder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+
+
+def chunk_sample(ctx: Context, n: int, tokens: int = 128) -> list[str]:
+    chunks = corpus.squad_chunks(ctx.tokenizer, tokens, 24 if tokens == 128 else 48)
+    rng = random.Random(3)
+    rng.shuffle(chunks)
+    return [c[3] for c in chunks[:n]]
+
+
+def bench_embedding(ctx: Context):
+    cfg = ctx.cfg
+    emb = ctx.embedder
+    texts = chunk_sample(ctx, cfg["embed_chunks"])
+    raw = raw_embedder(emb)
+    log(f"embedding ({emb.backend}): {len(texts)} chunks x {cfg['pairs']} pairs")
+    def sprig() -> None:
+        sprig_embed(emb, texts)
+
+    def bare() -> None:
+        raw(texts)
+
+    times = interleave({"sprig": sprig, "raw": bare}, cfg["pairs"], cfg["warmup"])
+    import numpy as np
+
+    a, b = sprig_embed(emb, texts), raw(texts)
+    res = {"backend": emb.backend, "model_id": emb.model_id, "chunks": len(texts), "chunk_tokens": 128,
+           "sprig_chunks_s": round(len(texts) / statistics.median(times["sprig"]), 1),
+           "raw_chunks_s": round(len(texts) / statistics.median(times["raw"]), 1),
+           "ratio": ratio(times["raw"], times["sprig"]),
+           "sprig_vs_raw_min_cosine": round(float(np.min(np.sum(a * b, axis=1))), 5)}
+    ctx.results.setdefault("embedding", {}).update(res)
+    ctx.row(f"embedding {emb.backend} (chunks/s)", fmt(res["sprig_chunks_s"]), fmt(res["raw_chunks_s"]),
+            res["ratio"], ">=0.95", res["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
+    return texts, a
+
+
+def bench_embedding_sweep(ctx: Context) -> None:
+    """Backends, batch sizes, threads and chunk lengths (information for choosing the default)."""
+    import numpy as np
+
+    from desktop.rag.embeddings import Embedder
+
+    n = ctx.cfg["embed_chunks"]
+    sets = {128: chunk_sample(ctx, n, 128), 256: chunk_sample(ctx, n // 2, 256)}
+    reference = {}
+    rows = []
+    # (backend, batch size, threads, one text per call for the ONNX backends)
+    configs = [("torch", 32, None, None), ("torch", 16, None, None), ("torch", 64, None, None),
+               ("onnx", 1, None, True), ("onnx", 32, None, False), ("onnx-int8", 1, None, True),
+               ("onnx-int8", 32, None, False), ("onnx-int8", 1, 1, True), ("torch", 32, 1, None)]
+    for tokens, texts in sets.items():
+        for backend, batch, threads, per_text in configs:
+            if tokens == 256 and (threads or (per_text is False) or batch not in (1, 32)):
+                continue
+            emb = Embedder(backend=backend, batch_size=batch, threads=threads, cache_dir=ctx.models_dir)
+            model = emb.load()
+            if per_text is not None:
+                model.per_text = per_text
+            emb.embed(texts[:8])
+            walls, cpus = [], []
+            for _ in range(2):
+                t, c = time.perf_counter(), time.process_time()
+                vec = emb.embed(texts)
+                walls.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c)
+            if backend == "torch" and batch == 32 and not threads:
+                reference[tokens] = vec
+            cos = np.sum(vec * reference[tokens], axis=1) if tokens in reference else None
+            row = {"backend": backend, "batch": "per text" if per_text else batch,
+                   "threads": threads or "default", "chunk_tokens": tokens,
+                   "chunks_s": round(len(texts) / min(walls), 1),
+                   "chunks_per_cpu_s": round(len(texts) / min(cpus), 1),
+                   "cosine_to_torch_min": None if cos is None else round(float(cos.min()), 4),
+                   "cosine_to_torch_mean": None if cos is None else round(float(cos.mean()), 5)}
+            rows.append(row)
+            log(f"  sweep {row}")
+            if threads == 1 and backend == "torch":
+                import torch
+
+                torch.set_num_threads(os.cpu_count() or 1)  # torch's thread count is global
+            if per_text is False:
+                model.per_text = True
+    ctx.results["embedding_sweep"] = rows
+
+
+# ---------------------------------------------------------------- vector store writes
+def bench_store(ctx: Context, vectors) -> None:
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings as ChromaSettings
+
+    from desktop.rag.vectorstore import VectorStore
+
+    n = ctx.cfg["store_vectors"]
+    reps = int(np.ceil(n / len(vectors)))
+    vecs = np.concatenate([vectors] * reps)[:n]
+    doc = 150  # vectors per upsert call: a typical document's chunks
+    log(f"store writes: {n} vectors x {ctx.cfg['pairs']} pairs")
+    store = VectorStore(ctx.work / "store-sprig", embedding_model="bench")
+    client = chromadb.PersistentClient(path=str(ctx.work / "store-raw"),
+                                       settings=ChromaSettings(anonymized_telemetry=False))
+    counter = {"sprig": 0, "raw": 0}
+
+    def sprig():
+        counter["sprig"] += 1
+        name = f"bench-{counter['sprig']}"
+        store.collection(name)
+        t = time.perf_counter()
+        for i in range(0, n, doc):
+            ids = [f"s{counter['sprig']}-{j}" for j in range(i, min(n, i + doc))]
+            store.upsert(name, ids, vecs[i : i + doc], doc_id=i // doc)
+        return time.perf_counter() - t
+
+    def raw():
+        counter["raw"] += 1
+        col = client.create_collection(f"raw-{counter['raw']}", embedding_function=None,
+                                       configuration={"hnsw": {"space": "cosine"}})
+        t = time.perf_counter()
+        for i in range(0, n, doc):
+            ids = [f"r{counter['raw']}-{j}" for j in range(i, min(n, i + doc))]
+            col.upsert(ids=ids, embeddings=vecs[i : i + doc], metadatas=[{"doc_id": i // doc}] * len(ids))
+        return time.perf_counter() - t
+
+    times = interleave({"sprig": sprig, "raw": raw}, ctx.cfg["pairs"], ctx.cfg["warmup"])
+    res = {"vectors": n, "per_call": doc, "sprig_records_s": round(n / statistics.median(times["sprig"]), 1),
+           "raw_records_s": round(n / statistics.median(times["raw"]), 1), "ratio": ratio(times["raw"], times["sprig"])}
+    ctx.results["store_writes"] = res
+    store.close()
+    ctx.row("store writes (records/s)", fmt(res["sprig_records_s"]), fmt(res["raw_records_s"]), res["ratio"],
+            ">=0.95", res["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
+
+
+# ---------------------------------------------------------------- end-to-end indexing
+def bench_indexing(ctx: Context) -> None:
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings as ChromaSettings
+    from pypdf import PdfReader
+
+    from desktop.rag.chunking import chunk_pages
+    from desktop.rag.library import Library
+    from desktop.rag.types import PageText
+
+    pages = ctx.cfg["index_pages"]
+    files = corpus.text_pdfs(ctx.work / "pdfs-index", pages)
+    emb = ctx.embedder
+    raw_embed = raw_embedder(emb)
+    log(f"end-to-end indexing: {pages} pages in {len(files)} PDFs (Sprig, then the bare libraries)")
+    lib = Library(Paths(ctx.work / "index-home"), Settings(), embedder=emb)
+    s = lib.index(files)
+    lib.close()
+    assert not s.failed, s.failed
+    sprig_s = s.seconds
+    # the same work with the bare libraries, one stage after another
+    client = chromadb.PersistentClient(path=str(ctx.work / "index-raw"),
+                                       settings=ChromaSettings(anonymized_telemetry=False))
+    col = client.create_collection("raw", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+    stages = {"parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
+    n_chunks = 0
+    t_all = time.perf_counter()
+    for k, f in enumerate(files):
+        t = time.perf_counter()
+        texts = [p.extract_text() for p in PdfReader(str(f)).pages]
+        stages["parse"] += time.perf_counter() - t
+        t = time.perf_counter()
+        chunks = chunk_pages([PageText(i + 1, x) for i, x in enumerate(texts)], ctx.tokenizer,
+                             Settings().chunk_tokens, Settings().chunk_overlap)
+        stages["chunk"] += time.perf_counter() - t
+        t = time.perf_counter()
+        vecs = np.asarray(raw_embed([c.text for c in chunks]), dtype=np.float32)
+        stages["embed"] += time.perf_counter() - t
+        t = time.perf_counter()
+        col.add(ids=[f"{k}-{c.seq}" for c in chunks], embeddings=vecs)
+        stages["store"] += time.perf_counter() - t
+        n_chunks += len(chunks)
+    raw_s = time.perf_counter() - t_all
+    per_1000 = sprig_s * 1000 / s.pages
+    res = {"pages": s.pages, "files": len(files), "chunks": s.chunks, "chars_per_page": corpus.PAGE_CHARS,
+           "backend": emb.backend, "sprig_s": round(sprig_s, 1), "sprig_pages_s": round(s.pages / sprig_s, 1),
+           "sprig_chunks_s": round(s.chunks / sprig_s, 1), "raw_sequential_s": round(raw_s, 1),
+           "raw_stage_s": {k: round(v, 2) for k, v in stages.items()}, "raw_chunks": n_chunks,
+           "ratio": {"ratio": round(raw_s / sprig_s, 3), "pairs": 1},
+           "seconds_per_1000_pages": round(per_1000, 1),
+           "extrapolated": pages != 1000}
+    ctx.results["indexing"] = res
+    ctx.row(f"indexing {pages} PDF pages (pages/s)", fmt(res["sprig_pages_s"]), fmt(pages / raw_s),
+            res["ratio"], ">=0.95 (>1 = overlap)", res["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
+    label = "1,000 pages" + (" (extrapolated)" if pages != 1000 else "")
+    ctx.row(f"  {label}", f"{per_1000:.0f} s", "", None, "<=60 s", per_1000 <= TARGETS["index_1000_pages_s_max"])
+
+
+# ---------------------------------------------------------------- retrieval
+class _CachedQueries:
+    """The real embedder, except that queries seen before come from a table: retrieval timings
+    then leave the query embedding out (it is measured on its own)."""
+
+    def __init__(self, embedder, table: dict):
+        self.inner = embedder
+        self.table = table
+        self.model_id = embedder.model_id
+        self.dimensions = embedder.dimensions
+
+    @property
+    def tokenizer(self):
+        return self.inner.tokenizer
+
+    def embed(self, texts):
+        return self.inner.embed(texts)
+
+    def embed_query(self, text):
+        v = self.table.get(text)
+        return v if v is not None else self.inner.embed_query(text)
+
+
+def derived_vectors(real, n: int, seed: int = 5):
+    """Vectors shaped like real ones: a real vector plus a smaller share of another and a
+    little noise, renormalised (never isotropic random vectors, which make HNSW look bad)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(real), n)
+    j = rng.integers(0, len(real), n)
+    w = rng.uniform(0.2, 0.6, (n, 1)).astype(np.float32)
+    v = real[i] + w * real[j] + rng.normal(0, 0.02, (n, real.shape[1])).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v.astype(np.float32), i
+
+
+def bench_retrieval(ctx: Context) -> Path:
+    import numpy as np
+
+    from desktop.rag.library import Library
+    from desktop.rag.types import Chunk
+
+    cfg = ctx.cfg
+    emb = ctx.embedder
+    chunks = corpus.squad_chunks(ctx.tokenizer)
+    if ctx.mode == "smoke":
+        chunks = chunks[:300]
+    texts = [c[3] for c in chunks]
+    log(f"retrieval: embedding {len(texts)} real SQuAD chunks")
+    real = sprig_embed(emb, texts)
+    rng = random.Random(11)
+    qa = rng.sample([q for q in corpus.squad_qa()], cfg["queries"])
+    questions = [q["question"] for q in qa]
+    qvecs = emb.embed(questions)
+    table = {q: v for q, v in zip(questions, qvecs, strict=True)}
+    home = ctx.work / "retrieval-home"
+    lib = Library(Paths(home), Settings(), embedder=_CachedQueries(emb, table))
+    collection = "default"
+    all_vecs = np.zeros((0, 384), np.float32)
+    all_ids: list[str] = []
+    out = ctx.results.setdefault("retrieval", {"real_chunks": len(real), "queries": len(questions),
+                                               "method": "real SQuAD chunk vectors, topped up with vectors "
+                                               "derived from them (a real vector + 0.2-0.6 of another + "
+                                               "noise); queries are real SQuAD questions"})
+    doc = 0
+    for size in cfg["retrieval_sizes"]:
+        need = size - len(all_ids)
+        if len(all_ids) == 0:
+            take = min(need, len(real))
+            new_vecs, src = real[:take], np.arange(take)
+            rest = need - take
+            if rest > 0:
+                dv, ds = derived_vectors(real, rest)
+                new_vecs, src = np.concatenate([new_vecs, dv]), np.concatenate([src, ds])
+        else:
+            new_vecs, src = derived_vectors(real, need, seed=size)
+        log(f"retrieval: writing {need} vectors and chunks (to {size})")
+        t = time.perf_counter()
+        for start in range(0, need, 1000):
+            doc += 1
+            ids = [f"c{len(all_ids) + start + k:07d}" for k in range(min(1000, need - start))]
+            part = [Chunk(seq=k, page=None, char_start=0, char_end=len(texts[src[start + k]]),
+                          text=texts[src[start + k]]) for k in range(len(ids))]
+            doc_id = lib.catalog.upsert_document(collection, f"/bench/doc-{doc:05d}.txt", status="indexing")
+            lib.store.upsert(collection, ids, new_vecs[start : start + len(ids)], doc_id)
+            lib.catalog.replace_chunks(doc_id, ids, part, content_hash=f"{doc}", size=0, mtime=0.0, pages=1)
+        write_s = time.perf_counter() - t
+        all_vecs = np.concatenate([all_vecs, new_vecs])
+        all_ids += [f"c{k:07d}" for k in range(len(all_ids), len(all_ids) + need)]
+        col = lib.store.collection(collection)
+        n_cand = max(30, 4 * 4)
+        lat = {"raw": [], "sprig_store": [], "sprig_hybrid": [], "sprig_hybrid_with_embedding": []}
+        for q in questions:  # warm-up
+            lib.store.query(collection, table[q], n_cand)
+            break
+        for i, q in enumerate(questions):
+            v = table[q]
+            arms = [
+                ("raw", lambda v=v, col=col, n=n_cand: col.query(query_embeddings=[v], n_results=n,
+                                                                 include=["distances"])),
+                ("sprig_store", lambda v=v, n=n_cand: lib.store.query(collection, v, n)),
+                ("sprig_hybrid", lambda q=q: lib.search(q, k=4)),
+            ]
+            if i % 2:
+                arms.reverse()
+            for name, fn in arms:
+                t = time.perf_counter()
+                fn()
+                lat[name].append(time.perf_counter() - t)
+        for q in questions[: max(10, len(questions) // 4)]:
+            del table[q]  # now the real embedder runs inside search
+            t = time.perf_counter()
+            lib.search(q, k=4)
+            lat["sprig_hybrid_with_embedding"].append(time.perf_counter() - t)
+            table[q] = qvecs[questions.index(q)]
+        # recall@5 of the HNSW index against exact search on the same vectors
+        recall = []
+        for q in questions:
+            got = {cid for cid, _ in lib.store.query(collection, table[q], 5)}
+            exact = np.argsort(-(all_vecs @ table[q]))[:5]
+            recall.append(len(got & {all_ids[k] for k in exact}) / 5)
+        ms = {k: {"p50": round(common.percentile(v, 0.5) * 1e3, 2), "p95": round(common.percentile(v, 0.95) * 1e3, 2)}
+              for k, v in lat.items()}
+        res = {"write_s": round(write_s, 1), "latency_ms": ms,
+               "ratio_store": ratio(lat["raw"], lat["sprig_store"]),
+               "recall_at_5_vs_exact": round(statistics.mean(recall), 4)}
+        out[str(size)] = res
+        label = f"{size // 1000}k"
+        ctx.row(f"vector query at {label} (p50/p95 ms)",
+                f"{ms['sprig_store']['p50']:.1f}/{ms['sprig_store']['p95']:.1f}",
+                f"{ms['raw']['p50']:.1f}/{ms['raw']['p95']:.1f}", res["ratio_store"], ">=0.95",
+                res["ratio_store"]["ratio"] >= TARGETS["stage_ratio_min"])
+        target = size >= 100_000
+        ctx.row(f"  hybrid retrieval at {label} (p50/p95 ms)",
+                f"{ms['sprig_hybrid']['p50']:.1f}/{ms['sprig_hybrid']['p95']:.1f}", "", None,
+                "p95<=50 ms" if target else "", (ms["sprig_hybrid"]["p95"] <= 50) if target else None)
+        ctx.row("  + query embedding (p50/p95 ms)",
+                f"{ms['sprig_hybrid_with_embedding']['p50']:.1f}/{ms['sprig_hybrid_with_embedding']['p95']:.1f}",
+                "", None)
+        ctx.row(f"  recall@5 vs exact at {label}", f"{res['recall_at_5_vs_exact']:.3f}", "1.000", None)
+    lib.close()
+    return home
+
+
+# ---------------------------------------------------------------- cold start
+def bench_cold_start(ctx: Context) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    py = sys.executable
+    log(f"cold start: {ctx.cfg['cold_pairs']} pairs")
+    reports: list[dict] = []
+
+    def launch(cmd: list[str], report: Path, home: Path) -> float:
+        report.unlink(missing_ok=True)
+        t = time.time()
+        proc = subprocess.run(cmd, env=dict(env, SPRIG_HOME=str(home)), cwd=str(REPO),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        if not report.is_file():
+            raise RuntimeError(f"no first-paint report from {cmd[1:3]} (exit {proc.returncode}): "
+                               f"{proc.stdout.decode(errors='replace')[-600:]}")
+        data = json.loads(report.read_text())
+        reports.append(data)
+        return float(data["painted_at"] - t)
+
+    counter = [0]
+
+    def app() -> float:
+        counter[0] += 1
+        home = ctx.work / f"cold-{counter[0]}"  # a fresh data folder: a first launch
+        rep = ctx.work / "app-paint.json"
+        return launch([py, "-m", "desktop", "--data-dir", str(home), "--startup-report", str(rep),
+                       "--quit-after-paint", "--no-auto-load"], rep, home)
+
+    def bare() -> float:
+        rep = ctx.work / "bare-paint.json"
+        return launch([py, str(REPO / "bench" / "bare_window.py"), str(rep)], rep, ctx.work)
+
+    try:
+        times = interleave({"sprig": app, "raw": bare}, ctx.cfg["cold_pairs"], ctx.cfg["warmup"])
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        ctx.results["cold_start"] = {"error": str(exc)[:800]}
+        ctx.row("cold start to first paint", "failed", "", None, "<=1.5 s", False)
+        return
+    heavy = sorted({m for r in reports for m in r.get("heavy_modules_loaded", [])})
+    res = {"sprig_s": summary(times["sprig"]), "bare_pyside6_s": summary(times["raw"]),
+           "ratio": ratio(times["raw"], times["sprig"]), "heavy_modules_before_paint": heavy,
+           "how": "process spawn to the window's first Paint event, offscreen platform, fresh data folder"}
+    ctx.results["cold_start"] = res
+    med = res["sprig_s"]["median"]
+    ctx.row("cold start to first paint (s)", f"{med:.2f}", f"{res['bare_pyside6_s']['median']:.2f}", res["ratio"],
+            "<=1.5 s", med <= TARGETS["cold_start_s_max"])
+
+
+# ---------------------------------------------------------------- memory during chat
+def bench_chat_rss(ctx: Context, home: Path) -> None:
+    log("peak RSS during chat (child process)")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--chat-rss", str(home), "--gguf", str(gguf(ctx, "qwen"))]
+    proc = subprocess.run(cmd, capture_output=True, timeout=600, cwd=str(REPO))
+    try:
+        data = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        ctx.results["peak_rss"] = {"error": proc.stderr.decode(errors="replace")[-800:]}
+        ctx.row("peak RSS during chat", "failed", "", None, "<=1.5 GB", False)
+        return
+    ctx.results["peak_rss"] = data
+    ctx.row(f"peak RSS, chat over {data['chunks']:,} chunks (MB)", f"{data['peak_rss_mb']:.0f}", "", None,
+            "<=1536 MB", data["peak_rss_mb"] <= TARGETS["peak_rss_chat_mb_max"])
+
+
+def chat_rss_child(home: Path, gguf_path: Path) -> None:
+    """Open the library, load both models, answer two questions in full; print peak RSS."""
+    import resource
+
+    from desktop.models.llm import LocalModel
+    from desktop.rag.answer import AnswerEngine
+    from desktop.rag.embeddings import Embedder
+    from desktop.rag.library import Library
+
+    lib = Library(Paths(home), Settings(), embedder=Embedder(cache_dir=CACHE / "models"))
+    model = LocalModel(gguf_path, n_ctx=4096)
+    model.load()
+    engine = AnswerEngine(lib, model, passages_per_answer=4, abstain_below=-1.0, max_answer_tokens=96)
+    for q in ["What did the Normans do in Italy?", "Which NFL team won Super Bowl 50?"]:
+        for _ in engine.ask(q):
+            pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    chunks = lib.store.count("default")
+    print(json.dumps({"peak_rss_mb": round(peak, 1), "chunks": chunks, "model": gguf_path.name,
+                      "embedding_backend": lib.embedder.backend, "n_ctx": 4096}))
+
+
+# ---------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="under 5 minutes on 2 cores")
+    group.add_argument("--smoke", action="store_true", help="seconds: tiny inputs (CI)")
+    parser.add_argument("--only", help="comma list of stages: llm,pdf,embed,store,index,retrieval,cold,rss,sweep")
+    parser.add_argument("--chat-rss", help=argparse.SUPPRESS)
+    parser.add_argument("--gguf", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.chat_rss:
+        chat_rss_child(Path(args.chat_rss), Path(args.gguf))
+        return 0
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    cfg = dict(MODES[mode])
+    only = set(args.only.split(",")) if args.only else None
+
+    def want(stage: str) -> bool:
+        return only is None or stage in only
+
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="sprig-perf-"))
+    os.environ["SPRIG_HOME"] = str(work / "home")
+    ctx = Context(mode, cfg, work)
+    log(f"perf benchmark, mode {mode}; scratch folder {work}")
+    ctx.results["machine"] = common.machine({"memory_bandwidth_gbs": common.memory_bandwidth_gbs(
+        256 if mode == "smoke" else 1024)})
+    try:
+        import llama_cpp
+
+        ctx.results["machine"]["llama_cpp_system_info"] = llama_cpp.llama_print_system_info().decode().strip()
+    except Exception:  # noqa: BLE001
+        pass
+    ctx.results["mode"] = mode
+    ctx.results["config"] = cfg
+    ctx.results["targets"] = TARGETS
+    try:
+        if want("cold"):
+            bench_cold_start(ctx)  # first, before this process fills the page cache further
+        if want("llm"):
+            lib, questions = squad_library(ctx)
+            bench_llm(ctx, lib, questions)
+            lib.close()
+        if want("pdf"):
+            bench_pdf(ctx)
+        vectors = None
+        if want("embed") or want("store"):
+            _texts, vectors = bench_embedding(ctx)
+        if want("store"):
+            bench_store(ctx, vectors)
+        if want("index"):
+            bench_indexing(ctx)
+        home = None
+        if want("retrieval"):
+            home = bench_retrieval(ctx)
+        if want("rss") and cfg["chat_rss"] and home is not None:
+            bench_chat_rss(ctx, home)
+        if (want("sweep") and cfg["sweep"]) or (only and "sweep" in only):
+            bench_embedding_sweep(ctx)
+    finally:
+        ctx.results["seconds"] = round(time.perf_counter() - started, 1)
+        ctx.results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        ctx.results["table"] = ctx.rows
+        path = common.write_json(f"perf-{mode}", ctx.results)
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"Sprig speed benchmark ({mode}) on {common.describe(ctx.results['machine'])}")
+    print(f"memory read bandwidth {ctx.results['machine']['memory_bandwidth_gbs']['best']} GB/s; "
+          f"load average {ctx.results['machine']['load_average_at_start']} -> "
+          f"{ctx.results['machine']['load_average_at_end']}")
+    common.print_table(ctx.rows, ["stage", "Sprig", "raw library", "ratio raw/Sprig [95% CI]", "target", ""])
+    print(f"\n{ctx.results['seconds']:.0f} s; JSON: {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The benchmarks never rot: a tiny run of each, with the real models, must finish and
+write valid JSON with the expected keys (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "bench" / "results"
+
+
+def run_bench(script: str, tmp_path: Path) -> dict:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SPRIG_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    name = script.removesuffix(".py")
+    latest = RESULTS / f"{name}-smoke-latest.json"
+    data = json.loads(latest.read_text(encoding="utf-8"))
+    assert data["mode"] == "smoke"
+    machine = data["machine"]
+    for key in ("cpu", "physical_cores", "logical_cores", "ram_gb", "os", "packages"):
+        assert machine.get(key), key
+    return data
+
+
+@pytest.mark.timeout(900)
+def test_perf_smoke(tmp_path, eval_root):
+    data = run_bench("perf.py", tmp_path)
+    for key in ("llm", "ttft", "pdf_extraction", "embedding", "store_writes", "indexing", "retrieval",
+                "cold_start", "table", "targets"):
+        assert key in data, key
+    qwen = data["llm"]["qwen"]
+    assert qwen["decode"]["sprig_tok_s"] > 0 and qwen["decode"]["raw_tok_s"] > 0
+    assert qwen["decode"]["ratio"]["ratio"] > 0 and qwen["decode"]["limit_tok_s"] > 0
+    assert qwen["prefill"]["prompt_tokens"] > 0
+    assert data["ttft"]["median"]["ttft_s"] > 0
+    assert data["embedding"]["sprig_chunks_s"] > 0 and data["embedding"]["ratio"]["ratio"] > 0
+    assert data["store_writes"]["ratio"]["ratio"] > 0
+    assert data["indexing"]["pages"] > 0 and data["indexing"]["sprig_pages_s"] > 0
+    r = data["retrieval"]["1000"]
+    assert r["latency_ms"]["sprig_hybrid"]["p95"] > 0 and 0 <= r["recall_at_5_vs_exact"] <= 1
+    assert "sprig_s" in data["cold_start"] or "error" in data["cold_start"]
+    assert data["machine"]["memory_bandwidth_gbs"]["best"] > 0
+
+
+@pytest.mark.timeout(900)
+def test_quality_smoke(tmp_path, eval_root):
+    data = run_bench("quality.py", tmp_path)
+    for key in ("squad_retrieval", "abstention_curve", "squad_answers", "embedding_backend"):
+        assert key in data, key
+    for mode in ("hybrid", "vector"):
+        m = data["squad_retrieval"][mode]
+        assert 0 <= m["recall_at_1"] <= m["recall_at_5"] <= 1 and 0 <= m["mrr_at_5"] <= 1
+    curve = data["abstention_curve"]["curve"]
+    assert len(curve) > 5
+    rates = [row["false_refusal_answerable"] for row in curve]
+    assert rates == sorted(rates)  # more refusals as the threshold rises
+    assert "accuracy" in data["squad_answers"] and "abstention_rate" in data["squad_answers"]
+
+
+@pytest.fixture
+def eval_root():
+    from tests.conftest import eval_path
+
+    return eval_path("squad_v1.1_dev")
