@@ -19,6 +19,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from desktop.models.chat_template import (
+    TemplateRejected,
+    compile_chat_template,
+    prepare_chat_template,
+    render_chat_template,
+)
 from desktop.models.gguf import check_gguf
 from desktop.rag.errors import ModelError
 
@@ -45,6 +51,7 @@ class ChatModel:
     name: str = "model"
     n_ctx: int = 4096
     has_chat_template: bool = True
+    template_problem: str = ""  # why the model's own chat template was rejected, if it was
 
     def load(self) -> None: ...
 
@@ -109,15 +116,18 @@ class LocalModel(ChatModel):
             raise ModelError(f"Cannot load {self.path.name}: {exc}") from exc
         meta = self._llm.metadata or {}
         self.name = meta.get("general.name") or self.path.stem
-        template = meta.get("tokenizer.chat_template")
-        self._template = _compile_template(template) if template else None
-        self.has_chat_template = self._template is not None
         self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
         vocab = self._llm
         self._bos_id = vocab.token_bos()
         self._eos_id = vocab.token_eos()
         self._bos_text = vocab.detokenize([self._bos_id], special=True).decode("utf-8", "replace") if self._bos_id >= 0 else ""
         self._eos_text = vocab.detokenize([self._eos_id], special=True).decode("utf-8", "replace") if self._eos_id >= 0 else ""
+        # the template is foreign code: checked (sandbox, deadline) before use; a rejected
+        # one falls back to the plain completion prompt and says why in template_problem
+        self._template, self.template_problem = prepare_chat_template(
+            meta.get("tokenizer.chat_template"), bos_token=self._bos_text, eos_token=self._eos_text
+        )
+        self.has_chat_template = self._template is not None
 
     def close(self) -> None:
         with self._lock:
@@ -152,11 +162,9 @@ class LocalModel(ChatModel):
         if self._template is not None:
             masked = [{"role": m["role"], "content": _SENTINEL.format(i)} for i, m in enumerate(messages)]
             try:
-                text = self._template.render(
-                    messages=masked, add_generation_prompt=True,
-                    bos_token=self._bos_text, eos_token=self._eos_text,
-                )
-            except Exception as exc:  # noqa: BLE001 - a template that fails to render
+                text = render_chat_template(self._template, masked, bos_token=self._bos_text,
+                                            eos_token=self._eos_text)
+            except TemplateRejected as exc:  # failed, escaped the sandbox or ran past its deadline
                 raise ModelError(f"The model's chat template cannot be used: {exc}") from exc
         else:
             text = _plain_prompt([{"role": m["role"], "content": _SENTINEL.format(i)} for i, m in enumerate(messages)])
@@ -256,24 +264,10 @@ def _plain_prompt(messages: list[Message]) -> str:
 
 
 def _compile_template(source: str):
-    """Compile a GGUF chat template in Jinja's immutable sandbox (no attribute escapes)."""
+    """Compile a GGUF chat template in the hardened sandbox; None if it is rejected."""
     try:
-        from jinja2 import StrictUndefined  # noqa: F401
-        from jinja2.exceptions import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-    except ImportError:  # pragma: no cover
-        return None
-
-    def raise_exception(message):
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: __import__("datetime").datetime.now().strftime(fmt)
-    try:
-        return env.from_string(source)
-    except TemplateError:
+        return compile_chat_template(source)
+    except TemplateRejected:
         return None
 
 
