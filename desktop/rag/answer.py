@@ -100,7 +100,7 @@ def neutralise(text: str) -> str:
 def format_passages(passages: list[Passage], nonce: str) -> str:
     blocks = []
     for i, p in enumerate(passages, start=1):
-        blocks.append(f"[{i}] ({p.location})\n{neutralise(p.text)}")
+        blocks.append(f"[{i}] ({neutralise(p.location)})\n{neutralise(p.text)}")  # file names too
     return f"<passages id={nonce}>\n" + "\n\n".join(blocks) + f"\n</passages id={nonce}>"
 
 
