@@ -176,6 +176,26 @@ def cmd_ask(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from desktop.config import Paths
+    from desktop.rag.health import check_store, ensure_store
+
+    paths = Paths.default()
+    if args.repair:
+        bar = _Bar()
+        try:
+            repaired = ensure_store(paths, progress=bar)
+        finally:
+            bar.close()
+        if repaired.status == "rebuilt":
+            moved = f"; the damaged folder was kept as {repaired.moved_to}" if repaired.moved_to else ""
+            print(f"rebuilt {repaired.rebuilt_chunks} vectors from the catalog ({repaired.reason}){moved}")
+    else:
+        # a damaged Chroma folder can crash the process that opens it: look in a child first
+        store = check_store(paths)
+        if not store.ok:
+            print(f"the vector store is damaged: {store.reason}\nrun `sprig check --repair` to rebuild it "
+                  "from the catalog", file=sys.stderr)
+            return 1
     lib = _library()
     report = lib.consistency_report()
     print(json.dumps(report, indent=2))
@@ -219,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("check", help="check that the catalog and the vector store agree")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild a damaged vector store from the catalog and re-queue interrupted files")
     p.set_defaults(func=cmd_check)
     return parser
 
@@ -228,10 +250,18 @@ def main(argv: list[str] | None = None) -> int:
 
     enforce_offline()
     args = build_parser().parse_args(argv)
+    from desktop.rag.errors import SprigError, StoreError
+
     try:
         return args.func(args)
     except BrokenPipeError:
         return 0
+    except StoreError as exc:
+        print(f"error: {exc}\nrun `sprig check --repair` to rebuild the vector store", file=sys.stderr)
+        return 2
+    except SprigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         sys.stdout.flush()
 

@@ -208,3 +208,26 @@ def test_closed_store_releases_its_folder(library, tmp_path):
         assert fresh.count("default") == 0
     finally:
         fresh.close()
+
+
+def test_cli_check_and_repair(built_store, tmp_path):
+    """`sprig check` reports a damaged store without a traceback; `--repair` rebuilds it."""
+    import subprocess
+
+    home, _, ids = _copy(built_store, tmp_path)
+    DAMAGE["sqlite-header-garbled"](home)
+    sprig = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "sprig"
+    env = {**os.environ, "SPRIG_HOME": str(home)}
+
+    def run(*args):
+        return subprocess.run([str(sprig), *args], capture_output=True, text=True, env=env, timeout=300)
+
+    check = run("check")
+    assert check.returncode == 1 and "the vector store is damaged" in check.stderr
+    assert "sprig check --repair" in check.stderr and "Traceback" not in check.stderr
+    search = run("search", "Normans")
+    assert search.returncode == 2 and "Traceback" not in search.stderr and "--repair" in search.stderr
+    repair = run("check", "--repair")
+    assert repair.returncode == 0, repair.stderr[-2000:]
+    assert f"rebuilt {len(ids)} vectors" in repair.stdout
+    assert run("check").returncode == 0
