@@ -1,0 +1,393 @@
+"""The main window: chats, documents, the chat itself and the source viewer.
+
+It paints before any heavy library is imported: the catalog and the chat store are
+plain SQLite files, and the vector store, the embedder and the chat model load lazily on
+workers once the window is on screen. The window wires controllers to views; the views
+only turn user input into controller calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+)
+
+from desktop.config import Paths, Settings
+from desktop.ui.chat import ChatView
+from desktop.ui.chats import ChatsPanel
+from desktop.ui.conversation import ChatController
+from desktop.ui.dnd import carries_files, local_paths
+from desktop.ui.documents import DocumentsPanel
+from desktop.ui.engine import EngineController, needs_assembly
+from desktop.ui.indexing import IndexingController
+from desktop.ui.viewer import SourceViewer
+from desktop.ui.watcher import FolderWatcher
+from desktop.ui.workers import await_workers
+
+log = logging.getLogger(__name__)
+
+STYLE = """
+#panelTitle { font-weight: 600; font-size: 11pt; }
+#chatTitle { font-weight: 600; font-size: 12pt; }
+#hint { color: #6b6b6b; }
+#status { color: #6b6b6b; font-style: italic; }
+#error { color: #b3261e; }
+#who { font-weight: 600; color: #35503a; }
+#userMessage { background: #eef3ec; border-radius: 8px; }
+#answerMessage { background: #ffffff; border: 1px solid #dde3dc; border-radius: 8px; }
+#sourcesTitle { color: #35503a; font-weight: 600; margin-top: 4px; }
+#source { background: #f6f8f5; border-left: 3px solid #7aa37f; border-radius: 3px; }
+#source:hover { background: #eaf1e8; }
+#sourceHead { font-weight: 600; }
+#sourceSnippet { color: #444444; }
+#transcript { background: #fafbf9; }
+"""
+
+SHORTCUTS = [
+    ("Enter", "Send the question"),
+    ("Shift+Enter", "New line in the question"),
+    ("Esc", "Stop the answer (or close the source)"),
+    ("Ctrl+N", "New chat"),
+    ("F2", "Rename the chat"),
+    ("Ctrl+O", "Add files"),
+    ("Ctrl+Shift+O", "Add a folder (kept in sync)"),
+    ("Delete", "Remove the selected documents / chat"),
+    ("Ctrl+L", "Go to the question box"),
+    ("Ctrl+W", "Close the source viewer"),
+    ("Ctrl+,", "Settings"),
+    ("Ctrl+Q", "Quit"),
+]
+
+
+class MainWindow(QMainWindow):
+    first_painted = Signal(float)  # time.perf_counter() of the first paint
+
+    def __init__(self, paths: Paths, settings: Settings | None = None, *, library=None, chats=None,
+                 engine=None, engine_loader=None, auto_load: bool | None = None,
+                 startup_jobs: bool = True, watch: bool = True):
+        super().__init__()
+        self.paths = paths
+        self.settings = settings or Settings.load(paths.settings)
+        self._owns_library = library is None
+        self._owns_chats = chats is None
+        if library is None:
+            from desktop.rag.library import Library
+
+            library = Library(paths, self.settings)  # the catalog opens now; Chroma and torch later
+        if chats is None:
+            from desktop.rag.conversations import ChatStore
+
+            chats = ChatStore(paths.chats)
+        self.library = library
+        self.chats = chats
+        self._auto_load = self.settings.auto_load_model if auto_load is None else auto_load
+        self._startup_jobs = startup_jobs
+        self._watch = watch
+        self._painted = False
+        self._closed = False
+
+        self.setWindowTitle("Sprig")
+        self.resize(1320, 840)
+        self.setAcceptDrops(True)
+        self.setStyleSheet(STYLE)
+
+        self.indexing = IndexingController(library, self)
+        self.engine = EngineController(library, self.settings, paths, engine=engine, loader=engine_loader, parent=self)
+        self.chat = ChatController(chats, self.engine, self.settings, self)
+        self.watcher = FolderWatcher(library, self)
+
+        collection = self.settings.last_collection or "default"
+        self.documents = DocumentsPanel(library, self.indexing, collection)
+        self.chats_panel = ChatsPanel(self.chat, self.new_chat)
+        self.chat_view = ChatView(self.chat)
+        self.chat_view.collection_provider = lambda: self.documents.collection
+        self.chat_view.set_scope(collection)
+        self.viewer = SourceViewer()
+        self.viewer.hide()
+
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.chats_panel)
+        left.addWidget(self.documents)
+        left.setStretchFactor(0, 2)
+        left.setStretchFactor(1, 3)
+        left.setSizes([300, 500])
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.chat_view)
+        self.splitter.addWidget(self.viewer)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([360, 960, 0])
+        self.setCentralWidget(self.splitter)
+
+        self._build_status_bar()
+        self._build_menus()
+        self._wire()
+        self._restore()
+
+    # ------------------------------------------------------------ construction
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.model_status = QLabel()
+        self.index_status = QLabel()
+        self.index_bar = QProgressBar()
+        self.index_bar.setRange(0, 1000)
+        self.index_bar.setMaximumWidth(140)
+        self.index_bar.setMaximumHeight(12)
+        self.index_bar.setTextVisible(False)
+        self.index_bar.hide()
+        bar.addPermanentWidget(self.index_status)
+        bar.addPermanentWidget(self.index_bar)
+        bar.addPermanentWidget(self.model_status)
+        if self.engine.engine is None and needs_assembly(self.settings, self.paths):
+            self._on_engine_state("unloaded", "First launch: the bundled model will be prepared")
+        else:
+            self._on_engine_state(self.engine.state, self.engine.message)
+
+    def _build_menus(self) -> None:
+        def action(menu, text, slot, shortcut=None) -> QAction:
+            act = menu.addAction(text)
+            act.triggered.connect(slot)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            return act
+
+        file_menu = self.menuBar().addMenu("&File")
+        action(file_menu, "Add &files…", self.documents.ask_add_files, QKeySequence.StandardKey.Open)
+        action(file_menu, "Add f&older…", self.documents.ask_add_folder, "Ctrl+Shift+O")
+        file_menu.addSeparator()
+        action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
+        file_menu.addSeparator()
+        action(file_menu, "&Quit", self.close, "Ctrl+Q")
+
+        chat_menu = self.menuBar().addMenu("&Chat")
+        action(chat_menu, "&New chat", self.new_chat, QKeySequence.StandardKey.New)
+        action(chat_menu, "&Rename chat…", self.chats_panel.rename_current, "F2")
+        action(chat_menu, "&Delete chat…", self.chats_panel.delete_current)
+        chat_menu.addSeparator()
+        self.stop_action = action(chat_menu, "&Stop answer", self.escape, "Esc")
+        action(chat_menu, "Go to the &question box", lambda: self.chat_view.input.setFocus(), "Ctrl+L")
+        action(chat_menu, "Close the source &viewer", self.viewer.close_viewer, "Ctrl+W")
+
+        help_menu = self.menuBar().addMenu("&Help")
+        action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
+        action(help_menu, "&About Sprig", self.show_about)
+
+    def _wire(self) -> None:
+        self.documents.add_requested.connect(self.add_paths)
+        self.documents.remove_requested.connect(
+            lambda paths: self.indexing.remove(paths, self.documents.collection))
+        self.documents.cancel_requested.connect(self.indexing.cancel)
+        self.documents.collection_changed.connect(self._on_collection_changed)
+        self.documents.collection_created.connect(self.library.catalog.ensure_collection)
+        self.documents.collection_deleted.connect(self._delete_collection)
+        self.chat_view.source_clicked.connect(self.open_source)
+        self.chat_view.files_dropped.connect(self.add_paths)
+        self.chat_view.input.escape_pressed.connect(self.escape)
+        self.viewer.closed.connect(lambda: self.splitter.setSizes([360, 960, 0]))
+        self.chat.conversation_opened.connect(self._on_conversation_opened)
+        self.engine.state_changed.connect(self._on_engine_state)
+        self.indexing.state_changed.connect(self._update_index_status)
+        self.indexing.progress.connect(lambda _p: self._update_index_status())
+        self.indexing.job_finished.connect(self._on_index_finished)
+        self.indexing.job_failed.connect(self._on_index_failed)
+        self.indexing.folders_changed.connect(self.watcher.refresh)
+        self.indexing.documents_changed.connect(self.documents.reload_collections)
+        self.watcher.changed.connect(self.indexing.sync)
+
+    def _restore(self) -> None:
+        conversations = self.chat.conversations()
+        if conversations:
+            self.chat.open(conversations[0].id)
+
+    # ------------------------------------------------------------ start-up
+    def event(self, event) -> bool:
+        if not self._painted and event.type() == QEvent.Type.Paint:
+            self._painted = True
+            self.first_painted.emit(time.perf_counter())
+            QTimer.singleShot(0, self._after_first_paint)
+        return super().event(event)
+
+    def _after_first_paint(self) -> None:
+        """Now the heavy parts may load, on workers: recovery and folder sync, the model."""
+        if self._closed:
+            return
+        if self._startup_jobs:
+            self.indexing.startup()
+        if self._watch:
+            self.watcher.start()
+        if self._auto_load and self.engine.engine is None:
+            self.engine.load()
+
+    # ------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if carries_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if carries_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.add_paths(paths)
+
+    # ------------------------------------------------------------ actions
+    def add_paths(self, paths: list) -> None:
+        """Index files and folders (dropped, picked, or handed over by a second launch)."""
+        paths = [Path(p) for p in paths]
+        missing = [p for p in paths if not p.exists()]
+        for p in missing:
+            self.statusBar().showMessage(f"Not found: {p}", 8000)
+        paths = [p for p in paths if p.exists()]
+        if paths:
+            self.indexing.add(paths, self.documents.collection)
+            self.statusBar().showMessage(
+                f"Added {len(paths)} item{'s' if len(paths) != 1 else ''} to “{self.documents.collection}”", 4000)
+
+    def open_paths(self, paths: list) -> None:
+        """A second launch handed these over: come to the front and index them."""
+        self.setWindowState((self.windowState() & ~Qt.WindowState.WindowMinimized) | Qt.WindowState.WindowActive)
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        if paths:
+            self.add_paths(paths)
+
+    def new_chat(self) -> None:
+        self.chat.new_chat(self.documents.collection)
+        self.chat_view.input.setFocus()
+
+    def escape(self) -> None:
+        if self.chat.busy:
+            self.chat.stop()
+        elif self.viewer.isVisible():
+            self.viewer.close_viewer()
+
+    def open_source(self, source: dict) -> None:
+        if not self.viewer.isVisible() or self.splitter.sizes()[2] == 0:
+            self.viewer.show()
+            total = sum(self.splitter.sizes())
+            self.splitter.setSizes([300, max(420, total - 300 - 520), 520])
+        self.viewer.open_source(source)
+
+    def open_settings(self) -> None:
+        from desktop.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self.documents.collection, self)
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, new: Settings) -> None:
+        """Save new settings (atomically) and apply them; a model change reloads the model."""
+        old = self.settings
+        reload = (new.model, new.context_size, new.model_endpoint) != (old.model, old.context_size, old.model_endpoint)
+        for f in fields(Settings):  # in place: the controllers share this object
+            setattr(old, f.name, getattr(new, f.name))
+        self._save_settings()
+        self.engine.apply_settings(old)
+        if reload and (self.engine.engine is not None or self.engine.loading):
+            self.engine.reload()
+        self.statusBar().showMessage("Settings saved", 3000)
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save(self.paths.settings)
+        except OSError as exc:
+            self.statusBar().showMessage(f"Could not save the settings: {exc.strerror}", 8000)
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_about(self) -> None:
+        from desktop import __version__
+
+        QMessageBox.about(self, "About Sprig",
+                          f"Sprig {__version__}\nChat with your own documents, offline.\n\nData: {self.paths.root}")
+
+    # ------------------------------------------------------------ reactions
+    def _on_collection_changed(self, name: str) -> None:
+        self.chat_view.set_scope(name)
+        if self.settings.last_collection != name:
+            self.settings.last_collection = name
+            self._save_settings()
+
+    def _on_conversation_opened(self, conversation) -> None:
+        if conversation is not None and conversation.collection != self.documents.collection:
+            self.documents.set_collection(conversation.collection)
+
+    def _delete_collection(self, name: str) -> None:
+        self.indexing.delete_collection(name)
+        remaining = [c for c in self.library.collections() if c != name]
+        self.documents.set_collection(remaining[0] if remaining else "default")
+
+    def _on_engine_state(self, state: str, message: str) -> None:
+        mark = {"ready": "●", "failed": "⚠", "loading": "◌", "assembling": "◌"}.get(state, "○")
+        self.model_status.setText(f"{mark} {message}")
+        self.model_status.setToolTip(message)
+
+    def _update_index_status(self) -> None:
+        request = self.indexing.current
+        if request is None:
+            self.index_status.setText("")
+            self.index_bar.hide()
+            return
+        p = self.indexing.last_progress
+        self.index_status.setText(f"{request.label}" + (f" ({p.file_index}/{p.file_count})" if p and p.file_count else ""))
+        self.index_bar.show()
+        self.index_bar.setValue(int((p.fraction if p and p.stage != "scan" else 0.0) * 1000))
+
+    def _on_index_finished(self, request, summary) -> None:
+        parts = []
+        if summary.indexed:
+            parts.append(f"Indexed {len(summary.indexed)} file{'s' if len(summary.indexed) != 1 else ''} "
+                         f"({summary.pages} pages, {summary.chunks} chunks)")
+        if summary.removed:
+            parts.append(f"removed {len(summary.removed)}")
+        if summary.failed:
+            first_path, first_reason = next(iter(summary.failed.items()))
+            more = f" and {len(summary.failed) - 1} more" if len(summary.failed) > 1 else ""
+            parts.append(f"{Path(first_path).name} failed: {first_reason}{more}")
+        if summary.cancelled:
+            parts.append("cancelled")
+        if parts:
+            self.statusBar().showMessage("; ".join(parts), 10000)
+
+    def _on_index_failed(self, request, message: str) -> None:
+        self.statusBar().showMessage(f"{request.label} failed: {message}", 12000)
+
+    # ------------------------------------------------------------ closing
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop every worker cleanly, save what is in flight, close the stores we opened."""
+        if self._closed:
+            return
+        self._closed = True
+        self.watcher.stop()
+        self.documents.close_panel()
+        self.chat.shutdown(10.0)
+        self.indexing.shutdown(30.0)
+        self.engine.shutdown(60.0)
+        if not await_workers(10.0):
+            log.warning("some background jobs did not stop in time")
+        self._save_settings()
+        if self._owns_chats:
+            self.chats.close()
+        if self._owns_library:
+            self.library.close()
