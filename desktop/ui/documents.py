@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from desktop.rag.loaders import SUPPORTED_SUFFIXES
 from desktop.rag.types import Progress
+from desktop.ui.workers import Worker
 
 FILE_FILTER = (
     "Documents (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES)) + ");;All files (*)"
@@ -90,6 +91,11 @@ def build_rows(documents, waiting: list[str], progress: Progress | None) -> list
             known.add(path)
             rows.append(DocRow(path, "queued"))
     return rows
+
+
+def read_catalog(library, collection: str):
+    """(collection names, documents of ``collection``); runs on a worker."""
+    return library.collections(), library.documents(collection)
 
 
 class DocumentListModel(QAbstractListModel):
@@ -286,8 +292,10 @@ class DocumentsPanel(QWidget):
         indexing.documents_changed.connect(self.schedule_refresh)
         indexing.progress.connect(self._on_progress)
         indexing.state_changed.connect(self._update_progress)
-        self.reload_collections()
-        self.refresh()
+        self._reader: Worker | None = None
+        self._stale = False
+        # the first read is direct: nothing else uses the catalog before the window shows
+        self._show(collection, *read_catalog(library, collection))
         self._update_progress()
 
     # ------------------------------------------------------------ collections
@@ -296,11 +304,13 @@ class DocumentsPanel(QWidget):
         return self._collection
 
     def reload_collections(self) -> None:
-        if self._closed:
-            return
-        names = self.library.collections()
+        self.schedule_refresh()
+
+    def _show_collections(self, names: list[str]) -> None:
         if self._collection not in names:
             names = sorted({*names, self._collection})
+        if names == [self.collections.itemText(i) for i in range(self.collections.count())]:
+            return
         self.collections.blockSignals(True)
         self.collections.clear()
         self.collections.addItems(names)
@@ -311,7 +321,10 @@ class DocumentsPanel(QWidget):
         if name == self._collection:
             return
         self._collection = name
-        self.reload_collections()
+        names = [self.collections.itemText(i) for i in range(self.collections.count())]
+        self._show_collections(names)
+        self.collections.setCurrentText(name)
+        self.model.set_rows([])
         self.refresh()
         self.collection_changed.emit(name)
 
@@ -345,9 +358,28 @@ class DocumentsPanel(QWidget):
         self._refresh_timer.stop()
 
     def refresh(self) -> None:
+        """Re-read the catalog on a worker (an indexing job may hold it for a moment), then show it."""
         if self._closed:
             return
-        docs = self.library.documents(self._collection)
+        if self._reader is not None:
+            self._stale = True
+            return
+        collection = self._collection
+        self._reader = Worker(read_catalog, self.library, collection, name="read-documents")
+        self._reader.connect(returned=lambda result, c=collection: self._show(c, *result),
+                             finished=self._read_done)
+        self._reader.start()
+
+    def _read_done(self) -> None:
+        self._reader = None
+        if self._stale:
+            self._stale = False
+            self.refresh()
+
+    def _show(self, collection: str, names: list[str], docs) -> None:
+        if self._closed or collection != self._collection:
+            return
+        self._show_collections(names)
         selected = set(self.selected_paths())
         progress = self.indexing.last_progress if self.indexing.busy else None
         rows = build_rows(docs, self.indexing.waiting_paths(self._collection), progress)

@@ -202,7 +202,6 @@ class MainWindow(QMainWindow):
         self.indexing.job_finished.connect(self._on_index_finished)
         self.indexing.job_failed.connect(self._on_index_failed)
         self.indexing.folders_changed.connect(self.watcher.refresh)
-        self.indexing.documents_changed.connect(self.documents.reload_collections)
         self.watcher.changed.connect(self.indexing.sync)
 
     def _restore(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 from PySide6.QtCore import QMimeData, QUrl
 
@@ -134,3 +135,22 @@ def test_gui_thread_never_blocks_for_long_while_indexing(qtbot, make_window, lib
     assert len(meter.gaps) > 100
     assert worst < 250, f"the GUI thread was blocked for {worst:.0f} ms"
     assert p99 < 50
+
+
+def test_closing_the_window_while_indexing_stops_its_workers_cleanly(qtbot, make_window, library, tmp_path):
+    from desktop.ui.workers import live_workers
+
+    window = make_window(library=library, startup_jobs=False)
+    files = [eval_path(*SQUAD, name) for name in ("003_Nikola_Tesla.txt", "006_Martin_Luther.txt",
+                                                  "004_Computational_complexity_theory.txt")]
+    window.add_paths(files)
+    qtbot.waitUntil(lambda: window.indexing.last_progress is not None
+                    and window.indexing.last_progress.stage in ("parse", "embed"), timeout=60_000)
+    started = time.monotonic()
+    window.close()
+    assert time.monotonic() - started < 15
+    assert not [w for w in live_workers() if w.is_running]
+    statuses = {d.status for d in library.documents("default")}
+    assert statuses <= {"indexed"}  # nothing half-written; unfinished files were dropped
+    report = library.consistency_report()
+    assert report["missing_vectors"] == report["orphan_vectors"] == report["in_flight"] == 0
