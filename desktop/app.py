@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = SingleInstance(paths.root, paths.lock)
     if not instance.acquire():
+        if instance.lock_problem():
+            print(f"Cannot use the data folder {paths.root}: {instance.lock_problem()}.", file=sys.stderr)
+            return 1
         files = [str(Path(p).absolute()) for p in args.paths]
         if instance.hand_off(files):
             sent = f"; sent {len(files)} item{'s' if len(files) != 1 else ''} to it" if files else ""

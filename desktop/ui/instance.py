@@ -50,6 +50,15 @@ class SingleInstance(QObject):
     def acquire(self) -> bool:
         return self.lock.tryLock(0)
 
+    def lock_problem(self) -> str:
+        """Why the lock could not be taken, when the reason is not another running Sprig."""
+        error = self.lock.error()
+        if error == QLockFile.LockError.PermissionError:
+            return "no permission to create its lock file"
+        if error == QLockFile.LockError.UnknownError:
+            return "its lock file cannot be created"
+        return ""
+
     def owner(self) -> str:
         ok, pid, host, app = self.lock.getLockInfo()
         return f"process {pid} on {host}" if ok else "another process"

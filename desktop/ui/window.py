@@ -9,6 +9,7 @@ only turn user input into controller calls.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -185,8 +186,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         self.documents.add_requested.connect(self.add_paths)
-        self.documents.remove_requested.connect(
-            lambda paths: self.indexing.remove(paths, self.documents.collection))
+        self.documents.remove_requested.connect(self.remove_documents)
         self.documents.cancel_requested.connect(self.indexing.cancel)
         self.documents.collection_changed.connect(self._on_collection_changed)
         self.documents.collection_created.connect(self.library.catalog.ensure_collection)
@@ -264,6 +264,26 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         if paths:
             self.add_paths(paths)
+
+    def remove_documents(self, paths: list[str]) -> None:
+        """Remove documents; one inside a linked folder would come back at the next sync, so
+        offer to unlink the folder instead."""
+        collection = self.documents.collection
+        folders = [folder for _c, folder in self.library.catalog.folders(collection)]
+        linked = sorted({f for f in folders for p in paths if p.startswith(f.rstrip(os.sep) + os.sep)})
+        if linked:
+            names = "\n".join(linked)
+            answer = QMessageBox.question(
+                self, "Remove documents",
+                f"Some of these files are inside a linked folder, which Sprig keeps in sync:\n{names}\n\n"
+                "Unlink the folder? All its documents leave the index; the files on disk are not touched.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            paths = [p for p in paths if not any(p.startswith(f.rstrip(os.sep) + os.sep) for f in linked)]
+            paths += linked
+        self.indexing.remove(paths, collection)
 
     def new_chat(self) -> None:
         self.chat.new_chat(self.documents.collection)

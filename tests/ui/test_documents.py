@@ -154,3 +154,26 @@ def test_closing_the_window_while_indexing_stops_its_workers_cleanly(qtbot, make
     assert statuses <= {"indexed"}  # nothing half-written; unfinished files were dropped
     report = library.consistency_report()
     assert report["missing_vectors"] == report["orphan_vectors"] == report["in_flight"] == 0
+
+
+def test_removing_a_file_of_a_linked_folder_offers_to_unlink_the_folder(qtbot, make_window, library, tmp_path,
+                                                                          monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The pump needs a new seal every spring.\n" * 4)
+    (folder / "b.txt").write_text("The boiler is serviced every autumn.\n" * 4)
+    window = make_window(library=library, startup_jobs=False, watch=False)
+    window.add_paths([folder])
+    wait_idle(qtbot, window)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Cancel)
+    window.remove_documents([str(folder / "a.txt")])
+    assert asked and str(folder) in asked[0]
+    assert not window.indexing.busy and len(library.documents("default")) == 2  # cancelled: nothing removed
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.remove_documents([str(folder / "a.txt")])
+    wait_idle(qtbot, window)
+    assert library.documents("default") == [] and library.catalog.folders("default") == []
