@@ -30,7 +30,7 @@ from desktop.rag.errors import ModelError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
-PLAIN_STOPS = ["\n\n", "\nQuestion:", "Question:", "\nPassages", "<end_of_turn>", "<|endoftext|>"]
+PLAIN_STOPS = ["\n\n", "\nQuestion:", "Question:", "\nPassages", "<passages", "<end_of_turn>", "<|endoftext|>"]
 
 
 def default_threads() -> tuple[int, int]:
