@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -170,7 +169,7 @@ def cmd_ask(args) -> int:
             print(f'[{c.n}] {c.location}: "{c.snippet}"')
     elif answer.abstained and answer.nearest:
         print("\nNearest passages (not enough to answer):")
-        for i, p in enumerate(answer.nearest, start=1):
+        for p in answer.nearest:
             print(f'  {p.location}: "{" ".join(p.text.split())[:160]}"')
     return 0
 

@@ -6,7 +6,15 @@ import os
 
 import pytest
 
-from desktop.models.bundled import GEMMA, QWEN, BundledGGUF, assemble, embedding_model_dir, is_assembled, sha256_file
+from desktop.models.bundled import (
+    GEMMA,
+    QWEN,
+    BundledGGUF,
+    assemble,
+    embedding_model_dir,
+    is_assembled,
+    sha256_file,
+)
 from desktop.models.gguf import check_gguf
 from desktop.rag.errors import ModelError
 

@@ -86,9 +86,9 @@ def test_markdown_html_and_docx(tmp_path):
     [
         ("café naïve résumé".encode("cp1252"), "café naïve résumé"),
         (codecs.BOM_UTF16_LE + "Grüße aus Köln".encode("utf-16-le"), "Grüße aus Köln"),
-        (codecs.BOM_UTF8 + "naïve".encode("utf-8"), "naïve"),
+        (codecs.BOM_UTF8 + "naïve".encode(), "naïve"),
         ("plain ascii text, nothing odd".encode("utf-16-le"), "plain ascii text, nothing odd"),
-        ("日本語のテキストです。".encode("utf-8"), "日本語のテキストです。"),
+        ("日本語のテキストです。".encode(), "日本語のテキストです。"),
     ],
 )
 def test_text_of_unknown_encoding_is_decoded(data, expected):
