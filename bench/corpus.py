@@ -131,6 +131,17 @@ def text_pdfs(folder: Path, n_pages: int, pages_per_file: int = 25) -> list[Path
     return files
 
 
+def pdf_pages(path: Path) -> int | None:
+    """The page count, or None for a file pypdf cannot open here (e.g. AES-encrypted
+    filings when the optional 'cryptography' package is missing)."""
+    from pypdf import PdfReader
+
+    try:
+        return len(PdfReader(str(path)).pages)
+    except Exception:  # noqa: BLE001 - any failure means: leave this file out
+        return None
+
+
 def squad_chunks(tokenizer, chunk_tokens: int = 128, overlap: int = 24, limit_articles: int | None = None):
     """[(article file name, char_start, char_end, text)] cut by Sprig's chunker."""
     from desktop.rag.chunking import chunk_pages
