@@ -20,7 +20,6 @@ from desktop.rag.errors import DocumentError
 from desktop.rag.loaders import Limits, load_document
 from desktop.rag.types import PageText
 
-
 # Fault injection for the test suite only. It is inert unless a test sets this variable:
 # then a file whose name starts with "sprig-fault-hang" never finishes parsing and one whose
 # name starts with "sprig-fault-crash" kills the worker, as a hostile file could.
