@@ -375,11 +375,11 @@ def _with_text(p: Passage, text: str) -> Passage:
 def load_model(settings, paths, progress=None):
     """The chat model the settings name: an endpoint, a bundled model, or a GGUF file."""
     from desktop.models.bundled import resolve_model_path
-    from desktop.models.llm import EndpointModel, LocalModel
+    from desktop.models.llm import EndpointModel
+    from desktop.models.probe import open_local_model
 
     if settings.model_endpoint:
         return EndpointModel(settings.model_endpoint, n_ctx=settings.context_size)
     path = resolve_model_path(settings.model, Path(paths.models), progress)
-    model = LocalModel(path, n_ctx=settings.context_size)
-    model.load()
-    return model
+    # probed in a child process first, loaded under the crash-loop guard
+    return open_local_model(path, paths, n_ctx=settings.context_size)

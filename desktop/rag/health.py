@@ -214,6 +214,7 @@ def ensure_store(
     progress: Callable[[Progress], None] | None = None,
     embedder=None,
     timeout_s: float = 60.0,
+    library=None,
 ) -> StoreReport:
     """Make the vector store usable before the app opens its Library.
 
@@ -224,8 +225,10 @@ def ensure_store(
        redone the same way (without moving anything).
     3. ``Library.recover()``: documents caught mid-write are queued again, orphan vectors go.
 
-    ``embedder`` is the app's Embedder (loaded only if a rebuild needs it). Never raises for a
-    damaged store; raises only if the catalog itself cannot be opened.
+    ``embedder`` is the app's Embedder (loaded only if a rebuild needs it). ``library`` is the
+    app's own Library, if it has one open already (its vector store is released before the
+    folder moves). Never raises for a damaged store; raises only if the catalog itself cannot
+    be opened.
     """
     from desktop.rag.library import Library
 
@@ -241,8 +244,12 @@ def ensure_store(
             report.status = "rebuilt"
             report.reason = check.reason
             if check.damaged:
+                if library is not None:
+                    library.store.close()
                 report.moved_to = move_aside(paths.chroma)
-    library = Library(paths, settings, embedder=embedder)
+    owned = library is None
+    if owned:
+        library = Library(paths, settings, embedder=embedder)
     try:
         if report.status == "rebuilt" or library.needs_rebuild:
             if report.status != "rebuilt":
@@ -251,7 +258,8 @@ def ensure_store(
             report.rebuilt_chunks = library.rebuild_vectors(progress=progress)
         report.requeued = library.recover()
     finally:
-        library.close()
+        if owned:
+            library.close()
     report.seconds = time.monotonic() - started
     return report
 

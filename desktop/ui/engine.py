@@ -110,6 +110,11 @@ class EngineController(QObject):
         self._worker = worker
         worker.start()
 
+    def hold(self, reason: str) -> None:
+        """Do not load now; say why. The next question (the user asking) loads the model."""
+        if self.engine is None and self._worker is None:
+            self._set("unloaded", reason)
+
     def reload(self) -> None:
         """The model settings changed: drop the current model and load the new one."""
         if self._worker is not None:

@@ -87,10 +87,14 @@ def run_request(library, request: Request, cancel: CancelToken, report) -> Index
         library.delete_collection(request.collection)
         summary = IndexSummary()
     elif request.kind == "startup":
+        from desktop.rag.health import ensure_store
+
         summary = IndexSummary()
-        library.recover()
-        if getattr(library, "needs_rebuild", False):
-            library.rebuild_vectors(progress=progress, cancel=cancel)
+        # check the vector store in a child process; a damaged one is moved aside and rebuilt
+        # from the catalog (with progress), then documents caught mid-write are queued again
+        report = ensure_store(library.paths, library.settings, progress=progress, library=library)
+        if report.status != "ok":
+            log.warning("vector store: %s", report.message)
         _merge(summary, library.resume(progress=progress, cancel=cancel))
         if not cancel.cancelled:
             _merge(summary, library.sync_folders(None, progress=progress, cancel=cancel))

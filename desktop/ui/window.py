@@ -226,7 +226,13 @@ class MainWindow(QMainWindow):
         if self._watch:
             self.watcher.start()
         if self._auto_load and self.engine.engine is None:
-            self.engine.load()
+            from desktop.models.probe import auto_load_allowed
+
+            allowed, reason = auto_load_allowed(self.paths)
+            if allowed:
+                self.engine.load()
+            else:  # no crash loop: the model loads when the user asks a question
+                self.engine.hold(reason)
 
     # ------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
