@@ -363,15 +363,13 @@ def real_pdfs(max_pages: int) -> list[Path]:
 class RawOnnx:
     """The bare ONNX Runtime + tokenizers baseline for the ONNX backends (same file, threads)."""
 
-    def __init__(self, path: Path, model_dir: Path, threads: int, per_text: bool, spinning: bool = False):
+    def __init__(self, path: Path, model_dir: Path, threads: int, per_text: bool):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        if not spinning:  # as Sprig's session: idle threads sleep (ONNX Runtime's default is to spin)
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tok.enable_truncation(256)
@@ -397,9 +395,9 @@ class RawOnnx:
         return out
 
 
-def raw_embedder(embedder, spinning: bool = False):
+def raw_embedder(embedder):
     """A function texts -> vectors doing the same work as ``embedder`` with the bare library
-    (same model file, threads and session options; ``spinning`` restores ONNX Runtime's default)."""
+    (same model file, threads, and one text per call where Sprig does that)."""
     from desktop.rag.embeddings import default_threads
 
     if embedder.backend == "torch":
@@ -407,7 +405,7 @@ def raw_embedder(embedder, spinning: bool = False):
         return lambda texts: st.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True,
                                        convert_to_numpy=True, show_progress_bar=False)
     raw = RawOnnx(embedder.onnx_path, embedder.model_dir, embedder.threads or default_threads(),
-                  per_text=embedder.load().per_text, spinning=spinning)
+                  per_text=embedder.load().per_text)
     return lambda texts: raw.encode(texts, embedder.batch_size)
 
 
@@ -437,15 +435,7 @@ def bench_embedding(ctx: Context):
     def bare() -> None:
         raw(texts)
 
-    arms = {"sprig": sprig, "raw": bare}
-    if emb.backend != "torch":
-        spinning = raw_embedder(emb, spinning=True)
-
-        def bare_spinning() -> None:
-            spinning(texts)
-
-        arms["raw_spinning"] = bare_spinning
-    times = interleave(arms, cfg["pairs"], cfg["warmup"])
+    times = interleave({"sprig": sprig, "raw": bare}, cfg["pairs"], cfg["warmup"])
     import numpy as np
 
     a, b = sprig_embed(emb, texts), raw(texts)
@@ -454,15 +444,10 @@ def bench_embedding(ctx: Context):
            "raw_chunks_s": round(len(texts) / statistics.median(times["raw"]), 1),
            "ratio": ratio(times["raw"], times["sprig"]),
            "sprig_vs_raw_min_cosine": round(float(np.min(np.sum(a * b, axis=1))), 5)}
-    if "raw_spinning" in times:
-        res["raw_spinning_chunks_s"] = round(len(texts) / statistics.median(times["raw_spinning"]), 1)
-        res["ratio_vs_spinning_defaults"] = ratio(times["raw_spinning"], times["sprig"])
+
     ctx.results.setdefault("embedding", {}).update(res)
     ctx.row(f"embedding {emb.backend} (chunks/s)", fmt(res["sprig_chunks_s"]), fmt(res["raw_chunks_s"]),
             res["ratio"], ">=0.95", res["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
-    if "raw_spinning" in times:
-        ctx.row("  vs ONNX Runtime's default (spinning threads)", "", fmt(res["raw_spinning_chunks_s"]),
-                res["ratio_vs_spinning_defaults"], "info")
     return texts, a
 
 
