@@ -211,10 +211,10 @@ def bench_model(ctx: Context, key: str, lib, questions) -> None:
             f"{r['raw_fraction_of_limit']:.2f}", None, ">=0.6",
             r["fraction_of_limit"] >= TARGETS["decode_fraction_of_limit_min"])
 
-    # prefill: the prompt of a real question with 4 passages
+    # prefill: the prompt of a real question with its passages (4; 1 in the smoke run)
     engine = AnswerEngine(lib, model, passages_per_answer=cfg["passages"], abstain_below=-1.0)
     q = questions[0]["question"]
-    passages = lib.search(q, k=4)
+    passages = lib.search(q, k=cfg["passages"])
     msgs, shown = engine.build_messages(q, passages, [])
     ptoks = model.render(msgs)
     log(f"prefill {key}: {len(ptoks)} prompt tokens x {cfg['pairs']} pairs")
