@@ -102,7 +102,7 @@ class Settings:
     chunk_overlap: int = 24
     # cosine similarity below which Sprig says the documents don't hold the answer
     # (calibrated on SQuAD 2.0 unanswerables; see bench/quality.py)
-    abstain_below: float = 0.42
+    abstain_below: float = 0.40
     allow_general_knowledge: bool = False
     # store: empty = embedded Chroma in the data folder; "http://host:port" = a Chroma server
     chroma_url: str = ""

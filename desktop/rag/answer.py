@@ -24,11 +24,13 @@ SYSTEM_PROMPT = (
     "you used like [1]. If the passages do not contain the answer, reply exactly: "
     "\"The documents don't say.\""
 )
+USER_TEMPLATE = "Passages:\n{passages}\n\nQuestion: {question}"
 GENERAL_PROMPT = (
     "You are Sprig, a helpful assistant. The user's documents do not cover this question, "
     "so answer briefly from general knowledge and say if you are unsure."
 )
 ABSTAIN_TEXT = "I couldn't find this in your documents."
+UNSUPPORTED_TEXT = "The passages I found don't support an answer to this"
 GENERAL_LABEL = "From the model's general knowledge, not from your documents:"
 
 _REFUSAL = re.compile(
@@ -74,6 +76,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     nearest: list[Passage] = field(default_factory=list)  # shown when abstaining
     stopped: bool = False
+    unsupported: str = ""  # the model's draft, when the passages did not support it
     prompt_tokens: int = 0
     answer_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -172,6 +175,35 @@ def verify_citations(text: str, question: str, citations: list[Citation],
     return text, fixed
 
 
+_NUMBER = re.compile(r"\d[\d,.]*\d|\d")
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "").rstrip(".") for n in _NUMBER.findall(text)}
+
+
+def unsupported(text: str, question: str, passages: list[Passage]) -> str | None:
+    """Why an answer is not grounded in the passages it was given, or None if it is.
+
+    Two checks a user can verify: every number in the answer appears in a passage (or the
+    question), and most of the answer's new words do. A tiny model that invents a figure or
+    a name fails them; an answer copied or lightly rephrased from a passage passes.
+    """
+    if not passages or not text.strip():
+        return None
+    body = " ".join(p.text for p in passages)
+    stripped = _CITE.sub(" ", text)
+    invented = _numbers(stripped) - _numbers(body) - _numbers(question)
+    if invented:
+        return "the figure " + ", ".join(sorted(invented)[:3]) + " is not in them"
+    novel = _content_words(stripped) - _content_words(question)
+    if len(novel) >= 3:
+        found = len(novel & _content_words(body))
+        if found / len(novel) < 0.34:
+            return "most of its words are not in them"
+    return None
+
+
 class AnswerStream:
     """Iterate for text pieces; ``stop()`` ends generation between two tokens; ``result`` at the end."""
 
@@ -255,6 +287,15 @@ class AnswerStream:
                     citations = [match]
             else:
                 text, citations = verify_citations(text, self.question, citations, answer.passages)
+            problem = None if answer.abstained or answer.stopped else unsupported(text, self.question, answer.passages)
+            if problem:
+                # the model wrote something the passages don't contain: show the evidence, not the guess
+                answer.abstained = True
+                answer.mode = "abstained"
+                answer.nearest = answer.passages[:3]
+                answer.unsupported = text
+                text = f"{UNSUPPORTED_TEXT} ({problem})"
+                citations = []
             answer.text = text
             answer.citations = citations
         end = time.perf_counter()
@@ -264,7 +305,7 @@ class AnswerStream:
 
 
 class AnswerEngine:
-    def __init__(self, library, model, passages_per_answer: int = 4, abstain_below: float = 0.42,
+    def __init__(self, library, model, passages_per_answer: int = 4, abstain_below: float = 0.40,
                  temperature: float = 0.2, max_answer_tokens: int = 384, history_turns: int = 6,
                  system_prompts: dict[str, str] | None = None):
         self.library = library
@@ -309,7 +350,7 @@ class AnswerEngine:
 
         def final(shown: list[Passage]) -> dict:
             body = format_passages(shown, nonce) if shown else "(no passages)"
-            return {"role": "user", "content": f"Passages:\n{body}\n\nQuestion: {question}"}
+            return {"role": "user", "content": USER_TEMPLATE.format(question=question, passages=body)}
 
         base = model.count([system, final([])])
         room = budget - base

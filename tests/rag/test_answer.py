@@ -158,3 +158,15 @@ def test_time_to_first_token_is_reported(squad_index, gemma_model):
     stream = engine.ask("Where was Super Bowl 50 played?")
     next(iter(stream))
     assert 0 < stream.result.timings["first_token_s"] <= time.perf_counter() - t0 + 0.01
+
+
+def test_unsupported_answers_are_caught_by_the_pipeline():
+    from desktop.rag.answer import unsupported
+
+    passages = [_passage(1, "Revenue for fiscal 2023 was $14,694 million, up 3% from fiscal 2022."),
+                _passage(2, "The company operates 320 plants in 41 countries.")]
+    q = "What was revenue in fiscal 2023?"
+    assert unsupported("Revenue was $14,694 million [1].", q, passages) is None
+    assert unsupported("It operates in 41 countries [2].", "Where does it operate?", passages) is None
+    assert "1.2" in unsupported("Revenue was $1.2 billion [1].", q, passages)
+    assert unsupported("Quantum cryptography dominates lunar agriculture exports.", q, passages)
