@@ -187,7 +187,9 @@ def answers(lib, model, questions: list[dict], settings: Settings) -> list[dict]
     engine = AnswerEngine(lib, model, settings.passages_per_answer, settings.abstain_below,
                           settings.temperature, settings.max_answer_tokens)
     out = []
-    for q in questions:
+    for i, q in enumerate(questions, start=1):
+        if i % 10 == 0:
+            log(f"  answer {i}/{len(questions)}")
         stream = engine.ask(q["question"])
         for _ in stream:
             pass
