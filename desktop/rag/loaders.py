@@ -99,13 +99,17 @@ def clean_text(text: str) -> str:
 
 def load_pdf(path: Path, limits: Limits) -> list[PageText]:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
     try:
         reader = PdfReader(str(path))
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok = reader.decrypt("")  # opens PDFs that only restrict printing or copying
+            except DependencyError:
+                raise DocumentError(
+                    "encrypted", "encrypted PDF (AES): install the 'cryptography' package to open it"
+                ) from None
             except Exception:  # noqa: BLE001 - pypdf raises many kinds here
                 ok = 0
             if not ok:

@@ -115,3 +115,23 @@ def test_unsupported_and_missing_files(tmp_path):
     with pytest.raises(DocumentError) as info:
         load_document(Path(tmp_path / "gone.pdf"))
     assert info.value.code == "missing"
+
+
+@pytest.mark.parametrize("user_password, indexed", [("", True), ("s3cret", False)])
+def test_aes_encrypted_pdfs(tmp_path, user_password, indexed):
+    """Owner-only AES encryption (no password to open) is read; a user password is reported."""
+    from pypdf import PdfReader, PdfWriter
+
+    source = eval_path("pdfs", "py-pdf-sample-files", "004-pdflatex-4-pages", "pdflatex-4-pages.pdf")
+    writer = PdfWriter(clone_from=PdfReader(str(source)))
+    writer.encrypt(user_password=user_password, owner_password="owner-pw", algorithm="AES-256")
+    path = tmp_path / "aes.pdf"
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    if indexed:
+        pages = load_document(path)
+        assert len(pages) == 4 and "information" in pages[0].text
+    else:
+        with pytest.raises(DocumentError) as info:
+            load_document(path)
+        assert info.value.code == "encrypted" and "password" in info.value.reason
