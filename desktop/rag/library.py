@@ -345,13 +345,7 @@ class Library:
             by_collection.setdefault(coll, []).append(folder)
         for coll, folders in by_collection.items():
             existing = [f for f in folders if Path(f).is_dir()]
-            part = self.index(existing, coll, progress, cancel)
-            for field in ("indexed", "skipped", "removed"):
-                getattr(total, field).extend(getattr(part, field))
-            total.failed.update(part.failed)
-            total.pages += part.pages
-            total.chunks += part.chunks
-            total.cancelled |= part.cancelled
+            total.merge(self.index(existing, coll, progress, cancel))
         return total
 
     # ---------------------------------------------------------------- recovery
@@ -390,10 +384,7 @@ class Library:
             if doc.status == "queued" or (doc.status == "indexed" and _changed_on_disk(doc)):
                 queued.setdefault(doc.collection, []).append(doc.path)
         for coll, paths in queued.items():
-            part = self.index(paths, coll, progress, cancel)
-            total.indexed.extend(part.indexed)
-            total.failed.update(part.failed)
-            total.removed.extend(part.removed)
+            total.merge(self.index(paths, coll, progress, cancel))
         return total
 
     def rebuild_vectors(self, collection: str | None = None, progress: ProgressFn | None = None,

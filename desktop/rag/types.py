@@ -86,6 +86,16 @@ class IndexSummary:
     def ok(self) -> bool:
         return not self.failed and not self.cancelled
 
+    def merge(self, other: IndexSummary) -> None:
+        """Add another job's outcome to this one (several collections, start-up steps)."""
+        self.indexed.extend(other.indexed)
+        self.skipped.extend(other.skipped)
+        self.removed.extend(other.removed)
+        self.failed.update(other.failed)
+        self.pages += other.pages
+        self.chunks += other.chunks
+        self.cancelled |= other.cancelled
+
 
 class CancelToken:
     """Set by the caller (Cancel button, Ctrl+C, window closing); checked by the core."""

@@ -62,15 +62,6 @@ class _Throttle:
             self.emit(p)
 
 
-def _merge(total: IndexSummary, part: IndexSummary) -> None:
-    for name in ("indexed", "skipped", "removed"):
-        getattr(total, name).extend(getattr(part, name))
-    total.failed.update(part.failed)
-    total.pages += part.pages
-    total.chunks += part.chunks
-    total.cancelled |= part.cancelled
-
-
 def run_request(library, request: Request, cancel: CancelToken, report) -> IndexSummary:
     """The job body (runs on a worker thread; touches no widget)."""
     progress = _Throttle(report)
@@ -95,9 +86,9 @@ def run_request(library, request: Request, cancel: CancelToken, report) -> Index
         report = ensure_store(library.paths, library.settings, progress=progress, library=library)
         if report.status != "ok":
             log.warning("vector store: %s", report.message)
-        _merge(summary, library.resume(progress=progress, cancel=cancel))
+        summary.merge(library.resume(progress=progress, cancel=cancel))
         if not cancel.cancelled:
-            _merge(summary, library.sync_folders(None, progress=progress, cancel=cancel))
+            summary.merge(library.sync_folders(None, progress=progress, cancel=cancel))
     else:
         raise ValueError(f"unknown request {request.kind!r}")
     summary.seconds = time.perf_counter() - started
