@@ -217,8 +217,7 @@ class AnswerStream:
         self._stop = False
         self.result: Answer | None = None
         self.passages: list[Passage] = []
-        self.stop_requested_at_piece: int | None = None
-        self.pieces_after_stop = 0
+        self.pieces_after_stop = 0  # counted by the caller that asked to stop
         self._iter = self._run()
 
     def stop(self) -> None:
