@@ -106,10 +106,47 @@ def _run(args: argparse.Namespace, paths, instance) -> int:
             QTimer.singleShot(0, window.close)  # not from inside the paint event
 
     window.first_painted.connect(painted)
+    quit_on_signals(app, window.close)
     window.show()
     if args.paths:
         window.open_paths([Path(p) for p in args.paths])
     return app.exec()
+
+
+def quit_on_signals(app, close) -> None:
+    """SIGTERM (logout, shutdown, ``kill``) and SIGINT quit like Ctrl+Q: answers saved, stores closed.
+
+    Python runs signal handlers only between bytecodes, which Qt's event loop never reaches
+    while idle, so the signal wakes a socket that a QSocketNotifier watches.
+    """
+    import signal
+    import socket
+
+    from PySide6.QtCore import QSocketNotifier, QTimer
+
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
+
+    def woken() -> None:
+        try:
+            reader.recv(64)
+        except OSError:
+            pass
+
+    notifier.activated.connect(woken)
+    requested = []
+
+    def handler(signum, _frame) -> None:
+        if not requested:
+            requested.append(signum)
+            QTimer.singleShot(0, close)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+    app._signal_sockets = (reader, writer, notifier)  # kept alive with the app
 
 
 def icon_path() -> Path | None:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+import time
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from desktop import APP_NAME
+from desktop import APP_NAME, PRIVACY_ENV
 
 OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
+    **PRIVACY_ENV,
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
@@ -85,53 +87,153 @@ class Paths:
         return cls(data_dir())
 
 
+def _limits(lo, hi):
+    return {"range": (lo, hi)}
+
+
 @dataclass
 class Settings:
-    """Everything a user can change, with the defaults a laptop CPU wants."""
+    """Everything a user can change, with the defaults a laptop CPU wants.
+
+    ``load`` checks every field: a value of the wrong type falls back to its default and
+    a number out of range is brought into range, each with a message in ``problems``; a
+    file that is not valid JSON is moved aside (never overwritten) and the defaults used.
+    """
 
     # chat model: "bundled-qwen" (default), "bundled-gemma", or a path to a GGUF file
     model: str = "bundled-qwen"
     # an OpenAI-compatible endpoint (llama.cpp's server); empty = run the model in-process
     model_endpoint: str = ""
-    temperature: float = 0.2
-    context_size: int = 4096
-    max_answer_tokens: int = 384
-    passages_per_answer: int = 4
+    temperature: float = field(default=0.2, metadata=_limits(0.0, 2.0))
+    context_size: int = field(default=4096, metadata=_limits(512, 32768))
+    max_answer_tokens: int = field(default=384, metadata=_limits(16, 4096))
+    passages_per_answer: int = field(default=4, metadata=_limits(1, 20))
     # retrieval
-    chunk_tokens: int = 128
-    chunk_overlap: int = 24
+    chunk_tokens: int = field(default=128, metadata=_limits(32, 256))
+    chunk_overlap: int = field(default=24, metadata=_limits(0, 128))
     # cosine similarity below which Sprig says the documents don't hold the answer
     # (calibrated on SQuAD 2.0 unanswerables; see bench/quality.py)
-    abstain_below: float = 0.40
+    abstain_below: float = field(default=0.40, metadata=_limits(0.0, 1.0))
     allow_general_knowledge: bool = False
     # store: empty = embedded Chroma in the data folder; "http://host:port" = a Chroma server
     chroma_url: str = ""
     system_prompts: dict[str, str] = field(default_factory=dict)
     # parser limits
-    parse_timeout_s: float = 120.0
-    parse_memory_mb: int = 2048
-    max_file_mb: int = 200
+    parse_timeout_s: float = field(default=120.0, metadata=_limits(5.0, 3600.0))
+    parse_memory_mb: int = field(default=2048, metadata=_limits(256, 65536))
+    max_file_mb: int = field(default=200, metadata=_limits(1, 4096))
     # window state
     last_collection: str = "default"
     auto_load_model: bool = True
+    # not saved: what ``load`` had to correct, for the caller to show
+    problems: list[str] = field(default_factory=list, repr=False, compare=False,
+                                metadata={"transient": True})
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
         path = path or Paths.default().settings
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return cls()
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in raw.items() if k in known} if isinstance(raw, dict) else {}
+        except (OSError, UnicodeDecodeError) as exc:
+            settings = cls()
+            settings.problems.append(f"{path.name} could not be read ({exc}); using the defaults")
+            return settings
         try:
-            return cls(**values)
-        except TypeError:
-            return cls()
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            kept = _move_aside(path, "unreadable")
+            settings = cls()
+            settings.problems.append(
+                f"{path.name} is not valid settings ({exc}); it was kept as {kept.name} "
+                "and the defaults are used")
+            return settings
+        settings, problems = cls.validate(raw)
+        if problems:
+            kept = _copy_aside(path, "before-fix")
+            problems.append(f"the file as it was is kept as {kept.name}")
+        settings.problems.extend(problems)
+        return settings
+
+    @classmethod
+    def validate(cls, raw: dict) -> tuple[Settings, list[str]]:
+        """Settings from a dict, field by field; (settings, what was corrected)."""
+        values: dict = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            if f.metadata.get("transient") or f.name not in raw:
+                continue
+            default = f.default if f.default is not MISSING else f.default_factory()
+            value, problem = _check_field(f.name, raw[f.name], default, f.metadata.get("range"))
+            if problem:
+                problems.append(problem)
+            values[f.name] = value
+        settings = cls(**values)
+        if settings.chunk_overlap >= settings.chunk_tokens // 2 + 1:
+            fixed = settings.chunk_tokens // 4
+            problems.append(f"chunk_overlap {settings.chunk_overlap} must be under half of chunk_tokens; "
+                            f"using {fixed}")
+            settings.chunk_overlap = fixed
+        return settings, problems
 
     def save(self, path: Path | None = None) -> None:
         path = path or Paths.default().settings
-        atomic_write_text(path, json.dumps(asdict(self), indent=2, sort_keys=True))
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("transient")}
+        atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def _check_field(name: str, value, default, limits):
+    """(value to use, problem or None) for one settings field."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return default, f"'{name}' must be true or false; using {json.dumps(default)}"
+    if kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return default, f"'{name}' must be a number; using {default}"
+        if kind is int and float(value) != int(value):
+            return default, f"'{name}' must be a whole number; using {default}"
+        value = kind(value)
+        lo, hi = limits if limits else (None, None)
+        if lo is not None and not lo <= value <= hi:
+            fixed = kind(min(max(value, lo), hi))
+            return fixed, f"'{name}' {value} is outside {lo}..{hi}; using {fixed}"
+        return value, None
+    if kind is str:
+        if isinstance(value, str):
+            return value, None
+        return default, f"'{name}' must be text; using {json.dumps(default)}"
+    if kind is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return value, None
+        return default, f"'{name}' must map names to text; it was ignored"
+    return default, None
+
+
+def _aside_name(path: Path, label: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.{label}-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{label}-{stamp}-{n}")
+    return target
+
+
+def _move_aside(path: Path, label: str) -> Path:
+    target = _aside_name(path, label)
+    os.replace(path, target)
+    return target
+
+
+def _copy_aside(path: Path, label: str) -> Path:
+    target = _aside_name(path, label)
+    shutil.copy2(path, target)
+    return target
 
 
 def atomic_write_text(path: Path, text: str) -> None:

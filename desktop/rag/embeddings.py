@@ -189,6 +189,8 @@ class _OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        if hasattr(ort, "disable_telemetry_events"):  # belt and braces: the env var is set first
+            ort.disable_telemetry_events()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1

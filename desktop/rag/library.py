@@ -28,8 +28,14 @@ REBUILD_PENDING = "vector_rebuild_pending"  # catalog meta key, "1" while a rebu
 
 
 def file_sha256(path: Path) -> str:
+    """The file's sha256; refuses anything but a regular file (a FIFO would block the read)."""
+    import stat
+
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(0, "not a regular file")
         while block := handle.read(1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
@@ -227,7 +233,7 @@ class Library:
         try:
             check_size(path, self.limits)  # before hashing: a huge file is never read at all
         except DocumentError as exc:
-            if exc.code == "too_large":
+            if exc.code in ("too_large", "not_a_file"):
                 doc_id = doc.id if doc else self.catalog.upsert_document(collection, str(path))
                 self._fail(doc_id, exc, summary, str(path), hash_file=False)
                 return None

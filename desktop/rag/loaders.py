@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +43,20 @@ def _mb(n: int) -> str:
 
 
 def check_size(path: Path, limits: Limits) -> int:
-    """Reject a file before reading it: missing, empty, or over the size limit."""
+    """Reject a file before reading it: missing, not a regular file, empty, or over the size limit.
+
+    A FIFO, socket or device named like a document would block (or never end) when read,
+    so only regular files are ever opened.
+    """
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise DocumentError("missing", "file not found") from None
     except OSError as exc:
         raise DocumentError("unreadable", f"cannot read the file ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DocumentError("not_a_file", f"not a regular file ({_file_kind(st.st_mode)}): it is not read")
+    size = st.st_size
     limit = limits.max_file_bytes
     if path.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES:
         limit = min(limit, limits.max_text_file_bytes)
@@ -57,6 +65,18 @@ def check_size(path: Path, limits: Limits) -> int:
     if size == 0:
         raise DocumentError("empty", "the file is empty")
     return size
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a special file"
 
 
 def load_document(path: Path, limits: Limits | None = None) -> list[PageText]:

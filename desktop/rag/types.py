@@ -44,9 +44,9 @@ class Passage:
 
     @property
     def location(self) -> str:
-        from pathlib import Path
+        from desktop.display import display_name
 
-        name = Path(self.path).name
+        name = display_name(self.path)
         return f"{name}, page {self.page}" if self.page else name
 
 

@@ -7,8 +7,6 @@ every 50 ms, so a fast model cannot flood the GUI thread.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
@@ -23,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.display import display_name
 from desktop.rag.conversations import Conversation, Message
 from desktop.ui.dnd import local_paths
 from desktop.ui.markdown import MarkdownView
@@ -56,7 +55,7 @@ def display_text(content: str, citations: list[dict], abstained: bool = False) -
 
 
 def location(source: dict) -> str:
-    name = Path(source.get("path", "")).name
+    name = display_name(source.get("path", ""))
     return f"{name}, page {source['page']}" if source.get("page") else name
 
 

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.display import display_name
 from desktop.rag.loaders import SUPPORTED_SUFFIXES
 from desktop.rag.types import Progress
 from desktop.ui.workers import Worker
@@ -55,7 +56,7 @@ class DocRow:
 
     @property
     def name(self) -> str:
-        return Path(self.path).name or self.path
+        return display_name(self.path) or self.path
 
     @property
     def detail(self) -> str:
@@ -421,7 +422,7 @@ class DocumentsPanel(QWidget):
         else:
             verb = {"scan": "Checking", "parse": "Reading", "embed": "Indexing", "store": "Saving",
                     "done": "Indexed", "fail": "Failed", "rebuild": "Rebuilding"}.get(p.stage, p.stage)
-            name = Path(p.path).name if p.path else ""
+            name = display_name(p.path) if p.path else ""
             self.progress_label.setText(f"{verb} {p.file_index}/{p.file_count}: {name}{more}")
         fraction = p.fraction if p is not None and p.stage != "scan" else 0.0
         self.progress_bar.setValue(int(fraction * 1000))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from desktop.display import display_name
 from desktop.rag.types import CancelToken, IndexSummary, Progress
 from desktop.ui.errors import user_message
 from desktop.ui.workers import Worker
@@ -35,7 +36,7 @@ class Request:
     def label(self) -> str:
         if self.kind == "index":
             if len(self.paths) == 1:
-                return f"Indexing {Path(self.paths[0]).name}"
+                return f"Indexing {display_name(self.paths[0])}"
             return f"Indexing {len(self.paths)} items"
         return {
             "sync": "Checking linked folders for changes",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.display import display_name
 from desktop.ui.workers import Worker
 
 MAX_SHOWN_CHARS = 400_000  # larger texts are shown as a window around the passage
@@ -141,7 +141,7 @@ class SourceViewer(QWidget):
         self.source = source
         path = source.get("path", "")
         page = source.get("page")
-        name = Path(path).name
+        name = display_name(path)
         self.title.setText(f"{name}, page {page}" if page else name)
         self.title.setToolTip(path)
         self.note.hide()
@@ -171,7 +171,7 @@ class SourceViewer(QWidget):
             error = self.pdf.load(path)
             if error != QPdfDocument.Error.None_:
                 self._pdf_path = None
-                self._show_message(f"Cannot show {Path(path).name}: the PDF could not be opened ({error.name}).")
+                self._show_message(f"Cannot show {display_name(path)}: the PDF could not be opened ({error.name}).")
                 return
             self._pdf_path = path
         self.stack.setCurrentWidget(self.pdf_view)
@@ -232,7 +232,7 @@ class SourceViewer(QWidget):
         if key in self._text_cache:
             self._show_text(self._text_cache[key], source)
             return
-        self._show_message(f"Opening {Path(path).name}…")
+        self._show_message(f"Opening {display_name(path)}…")
         if self._worker is not None:
             self._worker.quit()
         worker = Worker(read_text, path, page, name="read-source")
@@ -252,7 +252,7 @@ class SourceViewer(QWidget):
         from desktop.ui.errors import user_message
 
         if self.source is source:
-            self._show_message(f"Cannot show {Path(source.get('path', '')).name}: {user_message(exc)}")
+            self._show_message(f"Cannot show {display_name(source.get('path', ''))}: {user_message(exc)}")
 
     def _show_text(self, text: str, source: dict) -> None:
         passage = source.get("text", "")

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.config import Paths, Settings
+from desktop.display import display_name
 from desktop.ui.chat import ChatView
 from desktop.ui.chats import ChatsPanel
 from desktop.ui.conversation import ChatController
@@ -135,6 +136,10 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self._restore()
+        if self.settings.problems:
+            # a hand-edited settings file was corrected on load: say so, the original is kept aside
+            log.warning("settings corrected on load: %s", "; ".join(self.settings.problems))
+            self.statusBar().showMessage("Settings: " + "; ".join(self.settings.problems), 30000)
 
     # ------------------------------------------------------------ construction
     def _build_status_bar(self) -> None:
@@ -385,7 +390,7 @@ class MainWindow(QMainWindow):
         if summary.failed:
             first_path, first_reason = next(iter(summary.failed.items()))
             more = f" and {len(summary.failed) - 1} more" if len(summary.failed) > 1 else ""
-            parts.append(f"{Path(first_path).name} failed: {first_reason}{more}")
+            parts.append(f"{display_name(first_path)} failed: {first_reason}{more}")
         if summary.cancelled:
             parts.append("cancelled")
         if parts:
