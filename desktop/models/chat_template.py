@@ -60,6 +60,32 @@ def _environment():
                         raise SecurityError("the template pads text to a huge width")
             return super().call_binop(context, operator, left, right)
 
+        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - Jinja's signature
+            """Cap the width arguments of str methods that pad or repeat text."""
+            name = getattr(__obj, "__name__", "")
+            owner = getattr(__obj, "__self__", None)
+            if isinstance(owner, str) and name in _PADDING_METHODS:
+                _check_widths(args, kwargs)
+            return super().call(__context, __obj, *args, **kwargs)
+
+        def wrap_str_format(self, value):
+            """str.format and format_map in the sandbox: literal and nested widths capped."""
+            wrapped = super().wrap_str_format(value)
+            if wrapped is None:
+                return None
+            text = value.__self__
+
+            def capped(*args, **kwargs):
+                _check_format_spec(text)
+                if re.search(r"\{[^{}]*:[^{}]*\{", text):  # a width given as an argument: {:>{w}}
+                    _check_widths(args, kwargs)
+                    for mapping in args:
+                        if isinstance(mapping, dict):
+                            _check_widths((), mapping)
+                return wrapped(*args, **kwargs)
+
+            return capped
+
     from jinja2.exceptions import TemplateError
 
     def raise_exception(message):
@@ -67,9 +93,50 @@ def _environment():
 
     env = ChatTemplateEnvironment(trim_blocks=True, lstrip_blocks=True,
                                   extensions=["jinja2.ext.loopcontrols"])
+    for name in ("center", "indent", "wordwrap", "format", "truncate"):
+        if name in env.filters:
+            env.filters[name] = _capped_filter(env.filters[name], name)
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: time.strftime(str(fmt)[:64])
     return env
+
+
+_PADDING_METHODS = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+_MAX_WIDTH = 10_000
+_SPEC_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d+)")
+
+
+def _check_widths(args, kwargs) -> None:
+    from jinja2.exceptions import SecurityError
+
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_WIDTH:
+            raise SecurityError("the template pads text to a huge width")
+
+
+def _check_format_spec(text: str) -> None:
+    from jinja2.exceptions import SecurityError
+
+    for width in _SPEC_WIDTH.findall(text):
+        if int(width) > _MAX_WIDTH:
+            raise SecurityError("the template pads text to a huge width")
+    for width, precision in _FORMAT_WIDTH.findall(text):
+        if int(width or 0) > _MAX_WIDTH or int(precision or 0) > _MAX_WIDTH:
+            raise SecurityError("the template pads text to a huge width")
+
+
+def _capped_filter(inner, name: str):
+    """A Jinja filter whose width arguments (and %-format widths) are capped."""
+    import functools
+
+    @functools.wraps(inner)
+    def capped(*args, **kwargs):
+        _check_widths(args[1:], kwargs)
+        if name == "format" and args and isinstance(args[0], str):
+            _check_format_spec(args[0])
+        return inner(*args, **kwargs)
+
+    return capped
 
 
 def _reaches_internals(tree) -> str | None:
@@ -145,12 +212,10 @@ def render_chat_template(template, messages: list[dict], *, bos_token: str = "",
     return text
 
 
-# the conversation shapes Sprig sends: system + question, with and without earlier turns
-_SHAPES = (
-    ("system", "user"),
-    ("system", "user", "assistant", "user"),
-    ("system",) + ("user", "assistant") * 6 + ("user",),
-)
+# the conversation shapes Sprig sends: system + question after 0 to 12 earlier turns (more
+# than the history it keeps), so a template that misbehaves at some length is caught
+MAX_CHECKED_TURNS = 12
+_SHAPES = tuple(("system",) + ("user", "assistant") * n + ("user",) for n in range(MAX_CHECKED_TURNS + 1))
 
 
 @dataclass(frozen=True)

@@ -11,23 +11,16 @@ the lock over, so a crash never locks the user out.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QLockFile, QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
+from desktop.lock import server_name
+
 HANDOFF_TIMEOUT_S = 1.5  # a second launch gives up after this and says Sprig is running
-
-
-def server_name(root: Path) -> str:
-    """A socket name unique to the data folder and the user (short: Unix paths are limited)."""
-    key = f"{getpass.getuser()}\0{os.path.realpath(root)}".encode()
-    return "sprig-" + hashlib.sha256(key).hexdigest()[:20]
 
 
 class SingleInstance(QObject):

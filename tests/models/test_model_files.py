@@ -295,3 +295,34 @@ def test_clean_errors_do_not_count_as_crashes(sprig_home, tmp_path):
     assert not auto_load_allowed(paths, Settings())[0]  # an unreadable marker still counts
     clear_crash_marker(paths)
     assert auto_load_allowed(paths, Settings())[0]
+
+
+WIDTH_BOMBS = {
+    "printf_format_filter": "{{ '%0999999999d'|format(1) }}",
+    "center_filter": "{{ 'x'|center(1999999999) }}",
+    "indent_filter": "{{ 'a\nb'|indent(999999999) }}",
+    "ljust_method": "{{ 'x'.ljust(1999999999) }}",
+    "zfill_method": "{{ 'x'.zfill(999999999) }}",
+    "str_format_width": "{{ '{:>999999999}'.format(1) }}",
+    "str_format_nested_width": "{{ '{:>{w}}'.format(1, w=999999999) }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(WIDTH_BOMBS))
+def test_width_bombs_are_refused_before_they_allocate(name):
+    """Each of these ran for seconds and took gigabytes before the caps (C-level calls the
+    deadline tracer cannot interrupt)."""
+    import time
+
+    source = WIDTH_BOMBS[name] + ECHO
+    started = time.monotonic()
+    template, problem = prepare_chat_template(source)
+    assert template is None and "huge width" in problem
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_template_that_fails_at_one_conversation_length_is_refused():
+    """Every length Sprig can send is rendered in the check, not only a few."""
+    source = "{% if messages|length == 18 %}{{ raise_exception('eighteen') }}{% endif %}" + ECHO
+    template, problem = prepare_chat_template(source)
+    assert template is None and "eighteen" in problem
