@@ -11,11 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+from desktop.display import printable
+
+EXIT_IN_USE = 4  # the data folder is in use by the window or another sprig command
+
 
 def _library():
     from desktop.rag.library import Library
 
-    return Library()
+    lib = Library()
+    for problem in lib.settings.problems:
+        print(f"warning: settings: {problem}", file=sys.stderr)
+    return lib
 
 
 class _Bar:
@@ -29,9 +36,10 @@ class _Bar:
     def __call__(self, p) -> None:
         if p.stage == "fail":
             self._clear()
-            print(f"  failed: {p.path}: {p.message}", file=self.stream)
+            print(f"  failed: {printable(p.path)}: {printable(p.message)}", file=self.stream)
             return
         if not self.tty:
+            self._plain(p)
             return
         now = time.monotonic()
         if now - self.last < 0.1 and p.stage != "done":
@@ -39,11 +47,23 @@ class _Bar:
         self.last = now
         width = 28
         filled = int(width * p.fraction)
-        name = Path(p.path).name[:40]
+        name = printable(Path(p.path).name)[:40]
         extra = f" {p.chunks_done}/{p.chunks} chunks" if p.chunks else ""
         line = f"\r[{'#' * filled}{'.' * (width - filled)}] {p.file_index}/{p.file_count} {p.stage:<5} {name}{extra}"
         self.stream.write(line[:120].ljust(120))
         self.stream.flush()
+
+    def _plain(self, p) -> None:
+        """Not a terminal (a log, a pipe): a line when a file starts, and every 15 s on a long one."""
+        now = time.monotonic()
+        name = printable(Path(p.path).name)
+        if p.stage == "parse":
+            print(f"  [{p.file_index}/{p.file_count}] {name}", file=self.stream, flush=True)
+            self.last = now
+        elif p.stage == "embed" and p.chunks and now - self.last >= 15:
+            print(f"  [{p.file_index}/{p.file_count}] {name}: {p.chunks_done}/{p.chunks} chunks",
+                  file=self.stream, flush=True)
+            self.last = now
 
     def _clear(self) -> None:
         if self.tty:
@@ -75,7 +95,7 @@ def cmd_index(args) -> int:
         f"removed {len(summary.removed)}; failed {len(summary.failed)}"
     )
     for path, reason in summary.failed.items():
-        print(f"  FAILED {path}: {reason}")
+        print(f"  FAILED {printable(path)}: {printable(reason)}")
     if summary.cancelled:
         print("cancelled: documents not finished were left out")
     return 1 if summary.failed or summary.cancelled else 0
@@ -90,7 +110,7 @@ def cmd_search(args) -> int:
     if not passages:
         print("no passages found")
     for i, p in enumerate(passages, start=1):
-        snippet = " ".join(p.text.split())[:200]
+        snippet = printable(" ".join(p.text.split())[:200])
         sim = f"{p.similarity:.3f}" if p.similarity is not None else "-"
         print(f"[{i}] {p.location}  (similarity {sim}, fused {p.score:.4f})\n    {snippet}")
     return 0
@@ -120,7 +140,7 @@ def cmd_docs(args) -> int:
         print("no documents indexed yet: sprig index PATH")
     for d in docs:
         detail = f"{d.pages} pages, {d.chunks} chunks" if d.status == "indexed" else (d.reason or "")
-        print(f"{d.status:<8} [{d.collection}] {d.path}  {detail}")
+        print(f"{d.status:<8} [{printable(d.collection)}] {printable(d.path)}  {printable(detail)}")
     return 0
 
 
@@ -130,7 +150,7 @@ def cmd_remove(args) -> int:
     for path in args.paths:
         removed += lib.remove(path, args.collection)
     for path in removed:
-        print(f"removed {path}")
+        print(f"removed {printable(path)}")
     if not removed:
         print("nothing to remove: no indexed document matches", file=sys.stderr)
         return 1
@@ -153,7 +173,7 @@ def cmd_ask(args) -> int:
         for piece in stream:
             pieces.append(piece)
             if not args.json:
-                sys.stdout.write(piece)
+                sys.stdout.write(printable_answer(piece))
                 sys.stdout.flush()
         answer = stream.result
     except SprigError as exc:
@@ -162,16 +182,29 @@ def cmd_ask(args) -> int:
     if args.json:
         print(json.dumps(answer.as_json(), ensure_ascii=False, indent=2))
         return 0
+    if answer.text.strip() != "".join(pieces).strip():
+        # the pipeline replaced the model's draft (a quote of the evidence, or an abstention)
+        print(f"\n\n{printable_answer(answer.text)}", end="")
     print()
+    unsupported = [c.text for c in answer.claims if not c.supported]
+    if unsupported:
+        print("\nNot supported by the evidence (check before relying on it):")
+        for text in unsupported:
+            print(f"  - {printable(text)}")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
-            print(f'[{c.n}] {c.location}: "{c.snippet}"')
+            print(f'[{c.n}] {c.location}: "{printable(c.snippet)}"')
     elif answer.abstained and answer.nearest:
         print("\nNearest passages (not enough to answer):")
         for p in answer.nearest:
-            print(f'  {p.location}: "{" ".join(p.text.split())[:160]}"')
+            print(f'  {p.location}: "{printable(" ".join(p.text.split())[:160])}"')
     return 0
+
+
+def printable_answer(text: str) -> str:
+    """Model output may echo a document's escape sequences: keep line breaks, escape the rest."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def cmd_check(args) -> int:
@@ -249,8 +282,22 @@ def main(argv: list[str] | None = None) -> int:
 
     enforce_offline()
     args = build_parser().parse_args(argv)
+    from desktop.config import Paths
+    from desktop.lock import DataFolderLock, hand_off
     from desktop.rag.errors import SprigError, StoreError
 
+    paths = Paths.default()
+    lock = DataFolderLock(paths.lock)
+    if not lock.acquire():
+        # the window (or another sprig command) owns this data folder: one writer at a time
+        if args.command == "index" and hand_off(paths.root, args.paths):
+            print(f"Sprig's window is open on {printable(str(paths.root))}: it is indexing the "
+                  f"{len(args.paths)} item(s) there (see its Documents panel).")
+            return 0
+        print(f"error: Sprig is already using the data folder {printable(str(paths.root))} "
+              f"({lock.owner()}). Close the window (or wait for the other sprig command) and try "
+              "again, or use the window.", file=sys.stderr)
+        return EXIT_IN_USE
     try:
         return args.func(args)
     except BrokenPipeError:
@@ -262,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        lock.release()
         sys.stdout.flush()
 
 

@@ -219,3 +219,24 @@ def test_sigterm_quits_the_window_like_ctrl_q(tmp_path, sprig_home):
     # quitting saved the window's state and released the lock, as Ctrl+Q does
     assert (sprig_home / "settings.json").exists()
     assert not (sprig_home / "sprig.lock").exists()
+
+
+# ------------------------------------------------------------------ odd paths, long jobs
+def test_a_path_too_long_for_the_file_system_fails_alone(library, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ok.txt").write_text("The valve is checked weekly.\n")
+    long_name = "/".join(["d" * 200] * 25) + "/x.txt"  # over PATH_MAX
+    summary = library.index([long_name, "ok.txt"])
+    assert summary.indexed == [str(tmp_path / "ok.txt")]
+    assert "too long" in next(iter(summary.failed.values())).lower()
+
+
+def test_cli_reports_progress_when_not_on_a_terminal(sprig_home, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(2):
+        (docs / f"n{i}.txt").write_text(f"Note {i} about the pump.\n")
+    result = subprocess.run([sys.executable, "-m", "desktop.cli", "index", str(docs)], capture_output=True,
+                            text=True, env={**os.environ, "SPRIG_HOME": str(sprig_home)}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "[1/2] n0.txt" in result.stderr and "[2/2] n1.txt" in result.stderr

@@ -70,7 +70,11 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[P
     seen: set[Path] = set()
     for raw in paths:
         path = Path(raw).expanduser().absolute()
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError:  # a name too long for the file system, a loop of links...: fails on its own
+            is_dir = False
+        if is_dir:
             folders.append(path)
             for root, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -81,7 +85,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[P
                         files.append(child)
         elif path not in seen:
             seen.add(path)
-            (files if is_supported(path) or not path.exists() else unsupported).append(path)
+            (files if is_supported(path) or not _exists(path) else unsupported).append(path)
     return files, folders, unsupported
 
 
@@ -222,9 +226,11 @@ class Library:
         """None if ``path`` needs no work; else (path, doc_id, sha256, size, mtime)."""
         try:
             stat = path.stat()
-        except OSError:
+        except OSError as exc:
             doc_id = self.catalog.upsert_document(collection, str(path))
-            self._fail(doc_id, DocumentError("missing", "file not found"), summary, str(path))
+            error = (DocumentError("missing", "file not found") if isinstance(exc, FileNotFoundError)
+                     else DocumentError("unreadable", f"cannot read the file ({exc.strerror})"))
+            self._fail(doc_id, error, summary, str(path), hash_file=False)
             return None
         doc = self.catalog.document(collection, str(path))
         if doc and doc.status == "indexed" and doc.size == stat.st_size and doc.mtime == stat.st_mtime:
@@ -435,6 +441,13 @@ class Library:
             "in_flight": len(self.catalog.documents(status="indexing")),
             "catalog_ok": self.catalog.integrity_ok(),
         }
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _hash_or_none(path: str) -> str | None:
