@@ -44,10 +44,10 @@ CACHE = REPO / "bench" / "results" / "cache"
 MODES = {
     "smoke": dict(articles=2, squad_questions=20, fb_pages=0, answer_questions=1, unanswerable_questions=1,
                   v2_questions=40, other_questions=10, fb_answer_questions=0),
-    "quick": dict(articles=48, squad_questions=500, fb_pages=250, answer_questions=12,
-                  unanswerable_questions=12, v2_questions=None, other_questions=None, fb_answer_questions=0),
-    "full": dict(articles=48, squad_questions=2000, fb_pages=1200, answer_questions=40,
-                 unanswerable_questions=40, v2_questions=None, other_questions=None, fb_answer_questions=10),
+    "quick": dict(articles=48, squad_questions=500, fb_pages=250, answer_questions=40,
+                  unanswerable_questions=40, v2_questions=None, other_questions=None, fb_answer_questions=0),
+    "full": dict(articles=48, squad_questions=2000, fb_pages=1200, answer_questions=200,
+                 unanswerable_questions=200, v2_questions=None, other_questions=None, fb_answer_questions=40),
 }
 THRESHOLDS = [round(0.10 + 0.025 * i, 3) for i in range(25)]  # 0.10 .. 0.70
 
@@ -179,6 +179,100 @@ def threshold_curve(lib, titles: set[str], cfg: dict, k: int) -> dict:
             "other_collection_source": "FinanceBench questions and Cranfield queries against the SQuAD index"}
 
 
+# ---------------------------------------------------------------- calibration
+def half_of(qid: str) -> int:
+    """0 = fitting half, 1 = reporting half (stable across runs)."""
+    import hashlib
+
+    return int(hashlib.sha256(str(qid).encode()).hexdigest(), 16) % 2
+
+
+def signal_rows(lib, questions: list[tuple[str, str, int]], k: int) -> list[dict]:
+    """The abstention signals of each (qid, question, label) through the real retrieval + evidence."""
+    from desktop.rag.abstain import features
+    from desktop.rag.answer import CANDIDATES
+    from desktop.rag.evidence import select_evidence
+
+    rows = []
+    for i, (qid, text, label) in enumerate(questions, start=1):
+        if i % 200 == 0:
+            log(f"  signals {i}/{len(questions)}")
+        ev = select_evidence(text, lib.search(text, k=CANDIDATES), lib.embedder, max_lines=k)
+        rows.append({"qid": qid, "label": label, "x": list(features(ev)), "lines": len(ev.lines)})
+    return rows
+
+
+def fit_logistic(xs: list[list[float]], ys: list[int], weights: list[float], steps: int = 4000,
+                 lr: float = 0.5, l2: float = 1e-3) -> tuple[list[float], float]:
+    """Weighted logistic regression by gradient descent (numpy only)."""
+    import numpy as np
+
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    sw = np.asarray(weights, dtype=np.float64)
+    sw = sw / sw.sum()
+    w = np.zeros(x.shape[1])
+    b = 0.0
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        g = (p - y) * sw
+        w -= lr * (x.T @ g + l2 * w)
+        b -= lr * g.sum()
+    return [round(float(v), 3) for v in w], round(float(b), 3)
+
+
+def calibrate(lib, titles: set[str], k: int) -> dict:
+    """Fit the abstention model on one half, report the other half, for every threshold."""
+    from desktop.rag.abstain import probability
+
+    loaders = corpus.eval_loaders()
+    _docs, v2 = loaders.load_squad_v2_subsets(str(corpus.EVAL))
+    v2 = [q for q in v2 if set(q["gold_doc_ids"]) <= titles]
+    _d, fb = loaders.load_financebench(str(corpus.EVAL))
+    _d, cran = loaders.load_cranfield(str(corpus.EVAL))
+    qs = [(q["qid"], q["question"], 1 if q["answers"] else 0) for q in v2]
+    qs += [(f"off-{q['qid']}", q["question"], -1) for q in fb + cran]
+    log(f"calibration: {len(qs)} questions")
+    rows = signal_rows(lib, qs, k)
+    fit = [r for r in rows if half_of(r["qid"]) == 0]
+    test = [r for r in rows if half_of(r["qid"]) == 1]
+    # each kind weighs the same in the fit: answerable, adversarial unanswerable, off-collection
+    counts = {lab: sum(1 for r in fit if r["label"] == lab) for lab in (1, 0, -1)}
+    weights = [1.0 / counts[r["label"]] for r in fit]
+    w, b = fit_logistic([r["x"] for r in fit], [1 if r["label"] == 1 else 0 for r in fit], weights)
+    curve = []
+    for t in [round(0.05 * i, 2) for i in range(1, 20)]:
+        def share(label, rows=test, t=t):
+            group = [r for r in rows if r["label"] == label]
+            hits = sum(1 for r in group if probability(r["x"], w, b) < t or not r["lines"])
+            return interval(hits, len(group))
+        curve.append({"threshold": t, "abstain_unanswerable": share(0), "abstain_other_collection": share(-1),
+                      "false_refusal_answerable": share(1)})
+    return {"weights": w, "bias": b, "features": ["top_similarity", "best_cosine", "best_coverage"],
+            "fit_questions": counts,
+            "report_questions": {lab: sum(1 for r in test if r["label"] == lab) for lab in (1, 0, -1)},
+            "curve": curve}
+
+
+def interval(hits: int, n: int) -> dict:
+    """A share with its Wilson 95% interval."""
+    if n == 0:
+        return {"value": None, "ci95": None, "n": 0}
+    z = 1.96
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return {"value": round(p, 4), "ci95": [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)],
+            "n": n}
+
+
+def show(share: dict) -> str:
+    if not share or share.get("value") is None:
+        return "-"
+    lo, hi = share["ci95"]
+    return f"{share['value']:.3f} [{lo:.3f}-{hi:.3f}]"
+
+
 # ---------------------------------------------------------------- answers
 def answers(lib, model, questions: list[dict], settings: Settings) -> list[dict]:
     from desktop.rag.answer import AnswerEngine
@@ -188,15 +282,18 @@ def answers(lib, model, questions: list[dict], settings: Settings) -> list[dict]
                           settings.temperature, settings.max_answer_tokens)
     out = []
     for i, q in enumerate(questions, start=1):
-        if i % 10 == 0:
+        if i % 20 == 0:
             log(f"  answer {i}/{len(questions)}")
         stream = engine.ask(q["question"])
         for _ in stream:
             pass
         a = stream.result
         out.append({"qid": q["qid"], "answerable": bool(q["answers"]), "abstained": a.abstained,
+                    "mode": a.mode, "confidence": a.confidence,
                     "correct": bool(q["answers"]) and not a.abstained and loaders.contains_answer(a.text, q["answers"]),
-                    "answer": a.text[:300], "seconds": round(a.timings.get("total_s", 0.0), 2)})
+                    "draft": a.unsupported[:200], "answer": a.text[:300],
+                    "first_token_s": round(a.timings.get("first_token_s", 0.0), 3),
+                    "seconds": round(a.timings.get("total_s", 0.0), 2)})
     return out
 
 
@@ -205,11 +302,15 @@ def answer_metrics(results: list[dict]) -> dict:
     unanswerable = [r for r in results if not r["answerable"]]
     out = {}
     if answerable:
-        out["accuracy"] = round(sum(r["correct"] for r in answerable) / len(answerable), 4)
-        out["false_refusal_rate"] = round(sum(r["abstained"] for r in answerable) / len(answerable), 4)
+        out["accuracy"] = interval(sum(r["correct"] for r in answerable), len(answerable))
+        out["false_refusal_rate"] = interval(sum(r["abstained"] for r in answerable), len(answerable))
+        out["quoted_rate"] = interval(sum(r["mode"] == "quoted" for r in answerable), len(answerable))
         out["answerable_questions"] = len(answerable)
+        ttft = [r["first_token_s"] for r in answerable if r["first_token_s"]]
+        if ttft:
+            out["first_token_s_median"] = round(statistics.median(ttft), 3)
     if unanswerable:
-        out["abstention_rate"] = round(sum(r["abstained"] for r in unanswerable) / len(unanswerable), 4)
+        out["abstention_rate"] = interval(sum(r["abstained"] for r in unanswerable), len(unanswerable))
         out["unanswerable_questions"] = len(unanswerable)
     return out
 
@@ -222,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--smoke", action="store_true", help="seconds: tiny inputs (CI)")
     parser.add_argument("--backends", help="also compare these embedding backends (comma list)")
     parser.add_argument("--no-llm", action="store_true", help="retrieval and the threshold curve only")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the abstention model on half the questions, report the other half")
+    parser.add_argument("--model", default=None, help="bundled-qwen (default), bundled-qwen-1.5b, bundled-gemma")
+    parser.add_argument("--answers-only", action="store_true", help="skip retrieval figures (faster)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = MODES[mode]
@@ -243,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         results["squad_index"] = info
         questions = squad_questions(titles, cfg["squad_questions"])
         log(f"SQuAD retrieval: {len(questions)} questions")
-        results["squad_retrieval"] = squad_retrieval(lib, questions)
+        results["squad_retrieval"] = {} if args.answers_only else squad_retrieval(lib, questions)
         for m, r in results["squad_retrieval"].items():
             rows.append([f"SQuAD v1.1 retrieval, {m}", r["recall_at_1"], r["recall_at_5"], r["mrr_at_5"],
                          r["questions"]])
@@ -262,10 +367,20 @@ def main(argv: list[str] | None = None) -> int:
                              f"{r['hybrid']['recall_at_5']} / {r['vector']['recall_at_5']}",
                              f"{r['hybrid']['mrr_at_5']} / {r['vector']['mrr_at_5']}",
                              f"{r['index']['chunks_per_s']} chunks/s"])
-        results["abstention_curve"] = threshold_curve(lib, titles, cfg, settings.passages_per_answer)
+        if args.calibrate:
+            results["calibration"] = calibrate(lib, titles, settings.passages_per_answer)
+            c = results["calibration"]
+            print(f"\nfitted weights {c['weights']} bias {c['bias']} (features {c['features']}); "
+                  f"fit {c['fit_questions']}, report {c['report_questions']}")
+            common.print_table([[r["threshold"], show(r["abstain_unanswerable"]), show(r["abstain_other_collection"]),
+                                 show(r["false_refusal_answerable"])] for r in c["curve"]],
+                               ["p threshold", "abstain: SQuAD 2.0 unanswerable", "abstain: other collection",
+                                "false refusal: answerable"])
+        if not args.answers_only:
+            results["abstention_curve"] = threshold_curve(lib, titles, cfg, settings.passages_per_answer)
 
         fb_lib = fb_questions = None
-        if cfg["fb_pages"]:
+        if cfg["fb_pages"] and not (args.answers_only and not cfg["fb_answer_questions"]):
             log(f"FinanceBench: indexing up to {cfg['fb_pages']} pages")
             fb_lib, fb_questions, fb_info = financebench(work, emb, cfg["fb_pages"])
             ranks = [fb_hit_rank(fb_lib.search(q["question"], k=5), q) for q in fb_questions]
@@ -275,34 +390,41 @@ def main(argv: list[str] | None = None) -> int:
                          r["recall_at_1"], r["recall_at_5"], r["mrr_at_5"], r["questions"]])
 
         if not args.no_llm:
-            from desktop.models.bundled import QWEN, assemble
+            from desktop.models.bundled import resolve_model_path
             from desktop.models.llm import LocalModel
 
-            model = LocalModel(assemble(QWEN, CACHE / "models"), n_ctx=settings.context_size)
+            name = args.model or settings.model
+            model = LocalModel(resolve_model_path(name, CACHE / "models"), n_ctx=settings.context_size)
             model.load()
+            results["answer_model"] = name
             loaders = corpus.eval_loaders()
             _d, v1 = loaders.load_squad_v11(str(corpus.EVAL))
             _d, v2 = loaders.load_squad_v2_subsets(str(corpus.EVAL))
             rng = random.Random(9)
-            ans_q = rng.sample([q for q in v1 if set(q["gold_doc_ids"]) <= titles], cfg["answer_questions"])
-            una_q = rng.sample([q for q in v2 if not q["answers"] and set(q["gold_doc_ids"]) <= titles],
-                               cfg["unanswerable_questions"])
+            # only questions of the reporting half: the abstention model never saw them
+            ans_q = rng.sample([q for q in v1 if set(q["gold_doc_ids"]) <= titles and half_of(q["qid"]) == 1],
+                               cfg["answer_questions"])
+            una_q = rng.sample([q for q in v2 if not q["answers"] and set(q["gold_doc_ids"]) <= titles
+                                and half_of(q["qid"]) == 1], cfg["unanswerable_questions"])
             log(f"answers: {len(ans_q)} answerable + {len(una_q)} unanswerable SQuAD questions")
             res = answers(lib, model, ans_q + una_q, settings)
             results["squad_answers"] = {**answer_metrics(res), "runs": res}
             m = results["squad_answers"]
-            rows.append(["SQuAD answers: accuracy / false refusals", m.get("accuracy"), m.get("false_refusal_rate"),
-                         "", m.get("answerable_questions")])
-            rows.append(["SQuAD 2.0 unanswerable: abstention", m.get("abstention_rate"), "", "",
+            rows.append(["SQuAD answers: accuracy / false refusals", show(m.get("accuracy")),
+                         show(m.get("false_refusal_rate")), f"quoted {show(m.get('quoted_rate'))}",
+                         m.get("answerable_questions")])
+            rows.append(["SQuAD 2.0 unanswerable: abstention", show(m.get("abstention_rate")), "", "",
                          m.get("unanswerable_questions")])
+            rows.append(["time to first token, median (s)", m.get("first_token_s_median"), "", "", ""])
             if fb_lib is not None and cfg["fb_answer_questions"]:
                 fq = random.Random(5).sample(fb_questions, min(len(fb_questions), cfg["fb_answer_questions"]))
                 log(f"answers: {len(fq)} FinanceBench questions")
                 res = answers(fb_lib, model, fq, settings)
                 results["financebench_answers"] = {**answer_metrics(res), "runs": res}
                 m = results["financebench_answers"]
-                rows.append(["FinanceBench answers: accuracy / false refusals", m.get("accuracy"),
-                             m.get("false_refusal_rate"), "", m.get("answerable_questions")])
+                rows.append(["FinanceBench answers: accuracy / false refusals", show(m.get("accuracy")),
+                             show(m.get("false_refusal_rate")), f"quoted {show(m.get('quoted_rate'))}",
+                             m.get("answerable_questions")])
             model.close()
         if fb_lib is not None:
             fb_lib.close()
@@ -316,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"embedding backend {results['embedding_backend']['backend']}; SQuAD index "
           f"{results['squad_index']['chunks']} chunks")
     common.print_table(rows, ["measure", "recall@1 / value", "recall@5", "MRR@5", "questions"])
-    curve = results["abstention_curve"]
+    curve = results.get("abstention_curve")
+    if curve is None:
+        print(f"\n{results['seconds']:.0f} s; JSON: {path.relative_to(REPO)}")
+        return 0
     print(f"\nAbstention threshold (top passage cosine; current default {settings.abstain_below}); "
           f"questions: {curve['questions']}")
     common.print_table([[r["threshold"], r["abstain_unanswerable"], r["abstain_other_collection"],

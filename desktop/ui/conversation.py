@@ -48,6 +48,8 @@ def answer_meta(answer, collection: str, model_name: str = "") -> dict:
         "collection": collection,
         "model": model_name,
         "citations": [source_dict(c.passage, c.n, c.matched) for c in answer.citations],
+        "claims": [c.as_json() for c in answer.claims],
+        "confidence": answer.confidence,
         "nearest": [source_dict(p) for p in answer.nearest],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
     }

@@ -32,6 +32,7 @@ CONTEXT_SIZES = [1024, 2048, 4096, 8192, 16384, 32768]
 BUNDLED_CHOICES = [
     ("bundled-qwen", "Bundled: Qwen2.5-Coder 0.5B Instruct (default)"),
     ("bundled-gemma", "Bundled: Gemma 3 270M (fastest, weakest)"),
+    ("bundled-qwen-1.5b", "Bundled: Qwen2.5-Coder 1.5B Instruct (slower; needs sprig[large])"),
 ]
 CUSTOM = "custom"
 

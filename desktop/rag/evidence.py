@@ -1,0 +1,232 @@
+"""Evidence a small model can't miss: the sentences of the retrieved passages that answer.
+
+Four whole chunks bury the one sentence that matters among ~600 tokens, and a
+half-billion-parameter model then says "the documents don't say". Instead, the top
+passages of hybrid retrieval are split into sentences, each sentence is scored against
+the question (its embedding's cosine and how many of the question's key terms it holds,
+with its neighbours), and the best few, each with the sentence before it for context,
+become a short numbered evidence block. Every line keeps its file, page and exact
+character span, so a citation points at a sentence a user can check.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from desktop.rag.types import Passage
+
+# a sentence ends at . ! ? (not inside "e.g." or "3.5") followed by space, or at a line break
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*•▪◦]|\d+[.)]\s))")
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|Inc|Ltd|Co|Corp|approx|cf|al)\.$",
+                     re.IGNORECASE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+STOPWORDS = frozenset(
+    """a an and are as at be been being but by can could did do does doing for from had has have
+    how i if in into is it its of on or our so than that the their them then there these they this
+    to was we were what when where which who whom whose why will with would you your about after
+    also any between both each more most other some such only over under up many much name named
+    called kind type long often usually did does do one ones""".split()
+)
+MAX_SENTENCE_CHARS = 400
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence of a retrieved passage, located in its page's text."""
+
+    passage: Passage
+    index: int  # order inside the passage
+    char_start: int  # in the page text (like Passage.char_start)
+    char_end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class EvidenceLine:
+    """One numbered line of the evidence block: a best sentence, with the one before it."""
+
+    n: int
+    passage: Passage
+    char_start: int
+    char_end: int
+    text: str
+    score: float  # the best sentence's combined score
+    cosine: float
+    coverage: float  # share of the question's key terms in the line (weighted by rarity)
+
+    @property
+    def path(self) -> str:
+        return self.passage.path
+
+    @property
+    def page(self) -> int | None:
+        return self.passage.page
+
+    @property
+    def location(self) -> str:
+        return self.passage.location
+
+
+@dataclass(frozen=True)
+class Evidence:
+    lines: list[EvidenceLine]
+    top_similarity: float  # best passage cosine (what the old threshold used)
+    best_cosine: float  # best sentence cosine
+    best_coverage: float  # key-term coverage of the best line
+    question_terms: int
+
+
+def split_sentences(passage: Passage) -> list[Sentence]:
+    """Sentences of a passage with their spans in the page text; long ones are cut at ; or words."""
+    text = passage.text
+    out: list[Sentence] = []
+    start = 0
+    pieces: list[tuple[int, int]] = []
+    for match in _SENTENCE_END.finditer(text):
+        end = match.start()
+        if _ABBREV.search(text[max(start, end - 8):end]):
+            continue
+        pieces.append((start, end))
+        start = match.end()
+    pieces.append((start, len(text)))
+    for s, e in pieces:
+        for cs, ce in _cut_long(text, s, e):
+            raw = text[cs:ce]
+            lead = len(raw) - len(raw.lstrip())
+            trail = len(raw.rstrip())
+            if trail - lead < 2:
+                continue
+            out.append(Sentence(passage, len(out), passage.char_start + cs + lead,
+                                passage.char_start + cs + trail, raw[lead:trail]))
+    return out
+
+
+def _cut_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    if end - start <= MAX_SENTENCE_CHARS:
+        return [(start, end)]
+    spans = []
+    while end - start > MAX_SENTENCE_CHARS:
+        window = text[start:start + MAX_SENTENCE_CHARS]
+        cut = max(window.rfind("; "), window.rfind(", "), window.rfind("\n"))
+        if cut < MAX_SENTENCE_CHARS // 3:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            cut = MAX_SENTENCE_CHARS
+        spans.append((start, start + cut + 1))
+        start = start + cut + 1
+    spans.append((start, end))
+    return spans
+
+
+def _drop_contained(sentences: list[Sentence]) -> list[Sentence]:
+    """Overlapping chunks cut the same sentence at different points: keep the longest piece."""
+    spans: dict[tuple[int, int | None], list[tuple[int, int]]] = {}
+    for s in sentences:
+        spans.setdefault((s.passage.doc_id, s.passage.page), []).append((s.char_start, s.char_end))
+    kept = []
+    seen: set[tuple] = set()
+    for s in sentences:
+        key = (s.passage.doc_id, s.passage.page, s.char_start, s.char_end)
+        others = spans[key[:2]]
+        inside = any(a <= s.char_start and s.char_end <= b and (b - a) > (s.char_end - s.char_start)
+                     for a, b in others)
+        if not inside and key not in seen:
+            seen.add(key)
+            kept.append(s)
+    return kept
+
+
+def terms(text: str) -> list[str]:
+    """Key terms: lower-case words, stop words out, light plural folding."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        if w in STOPWORDS or (len(w) < 2 and not w.isdigit()):
+            continue
+        out.append(_fold(w))
+    return out
+
+
+def _fold(w: str) -> str:
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+def coverage(question_terms: dict[str, float], text_terms: set[str]) -> float:
+    """Weighted share of the question's terms found in a text (prefix match for word forms)."""
+    total = sum(question_terms.values())
+    if not total:
+        return 0.0
+    got = 0.0
+    for t, w in question_terms.items():
+        if t in text_terms or (len(t) >= 5 and any(x.startswith(t[:5]) for x in text_terms)):
+            got += w
+    return got / total
+
+
+def select_evidence(question: str, passages: list[Passage], embedder, max_chars: int = 1100,
+                    max_lines: int = 5, context: bool = True) -> Evidence:
+    """The evidence block for ``question`` from retrieved ``passages`` (best first)."""
+    import numpy as np
+
+    top_similarity = max((p.similarity or 0.0) for p in passages) if passages else 0.0
+    sentences = _drop_contained([s for p in passages for s in split_sentences(p)])
+    q_terms = terms(question)
+    if not sentences:
+        return Evidence([], top_similarity, 0.0, 0.0, len(set(q_terms)))
+    # rarer terms among the candidates weigh more (a local IDF)
+    sentence_terms = [set(terms(s.text)) for s in sentences]
+    n = len(sentences)
+    weights: dict[str, float] = {}
+    for t in q_terms:
+        df = sum(1 for st in sentence_terms if t in st)
+        weights[t] = math.log(1 + n / (1 + df)) + 0.5
+    qvec = embedder.embed_query(question)
+    vecs = embedder.embed([s.text for s in sentences])
+    cos = np.asarray(vecs @ qvec, dtype=np.float32)
+    rank_of = {p.chunk_id: i for i, p in enumerate(passages)}
+    scored = []
+    for i, s in enumerate(sentences):
+        neighbours = sentence_terms[i]
+        if i > 0 and sentences[i - 1].passage is s.passage:
+            neighbours = neighbours | sentence_terms[i - 1]
+        cov = coverage(weights, neighbours)
+        prior = 0.05 / (1 + rank_of[s.passage.chunk_id])
+        score = 0.55 * float(cos[i]) + 0.45 * cov + prior
+        scored.append((score, i, cov))
+    scored.sort(key=lambda x: -x[0])
+    lines: list[EvidenceLine] = []
+    used: set[int] = set()
+    chars = 0
+    for score, i, cov in scored:
+        if len(lines) >= max_lines or i in used:
+            continue
+        s = sentences[i]
+        first = i
+        if context and i > 0 and sentences[i - 1].passage is s.passage and (i - 1) not in used:
+            prev = sentences[i - 1]
+            if len(prev.text) + len(s.text) < 480:
+                first = i - 1
+        span = sentences[first:i + 1]
+        text = " ".join(x.text for x in span)
+        if lines and chars + len(text) > max_chars:
+            if first != i and chars + len(s.text) <= max_chars:
+                first, span, text = i, [s], s.text
+            else:
+                continue
+        used.update(range(first, i + 1))
+        chars += len(text)
+        base = s.passage.char_start
+        exact = s.passage.text[span[0].char_start - base:s.char_end - base]  # the page's own text
+        lines.append(EvidenceLine(len(lines) + 1, s.passage, span[0].char_start, s.char_end,
+                                  exact, score, float(cos[i]), cov))
+    best = scored[0]
+    return Evidence(lines, top_similarity, float(cos[best[1]]), best[2], len(set(q_terms)))
+
+
+def format_evidence(lines: list[EvidenceLine], neutralise) -> str:
+    return "\n".join(f"[{e.n}] {neutralise(e.text)}" for e in lines)
