@@ -90,6 +90,8 @@ def _run(args: argparse.Namespace, paths, instance) -> int:
     from desktop.config import Settings
     from desktop.ui.window import MainWindow
 
+    if not catalog_usable(paths):
+        return 1
     settings = Settings.load(paths.settings)
     window = MainWindow(paths, settings, auto_load=False if args.no_auto_load else None)
     instance.received.connect(window.open_paths)
@@ -111,6 +113,36 @@ def _run(args: argparse.Namespace, paths, instance) -> int:
     if args.paths:
         window.open_paths([Path(p) for p in args.paths])
     return app.exec()
+
+
+def catalog_usable(paths) -> bool:
+    """Open the catalog before the window does: offer a repair if it is damaged, and say
+    plainly when the data folder cannot be written (that is never treated as damage)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from desktop.rag.catalog import Catalog
+    from desktop.rag.errors import CatalogDamaged, StoreError
+
+    try:
+        Catalog(paths.catalog).close()
+        return True
+    except CatalogDamaged as exc:
+        answer = QMessageBox.question(
+            None, "Sprig", f"{exc}\n\nRepair it now? The damaged file is kept beside it.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        from desktop.rag.health import repair_catalog
+
+        try:
+            repair_catalog(paths)
+        except StoreError as again:
+            QMessageBox.critical(None, "Sprig", str(again))
+            return False
+        return True
+    except StoreError as exc:
+        QMessageBox.critical(None, "Sprig", str(exc))
+        return False
 
 
 def quit_on_signals(app, close) -> None:

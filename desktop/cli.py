@@ -213,6 +213,15 @@ def cmd_check(args) -> int:
 
     paths = Paths.default()
     if args.repair:
+        from desktop.rag.health import repair_catalog
+
+        fixed = repair_catalog(paths)
+        if fixed.status != "ok":
+            source = ("restored from the last good copy" if fixed.status == "restored"
+                      else "started empty (no usable copy was found)")
+            print(f"the catalog was damaged: {source}, {fixed.documents} document(s); the damaged "
+                  f"file was kept as {printable(str(fixed.moved_to))}. Run `sprig index` on your folders "
+                  "to bring back documents added since.")
         bar = _Bar()
         try:
             repaired = ensure_store(paths, progress=bar)
@@ -282,9 +291,17 @@ def main(argv: list[str] | None = None) -> int:
 
     enforce_offline()
     args = build_parser().parse_args(argv)
+    import sqlite3
+
     from desktop.config import Paths
     from desktop.lock import DataFolderLock, hand_off
-    from desktop.rag.errors import SprigError, StoreError
+    from desktop.rag.errors import (
+        CatalogDamaged,
+        DataFolderUnwritable,
+        DiskFull,
+        SprigError,
+        StoreError,
+    )
 
     paths = Paths.default()
     lock = DataFolderLock(paths.lock)
@@ -302,8 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:
         return 0
+    except (CatalogDamaged, DataFolderUnwritable, DiskFull) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"error: {exc}\nrun `sprig check --repair` to rebuild the vector store", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # damage found while reading
+        from desktop.rag.catalog import classify_error
+
+        print(f"error: {classify_error(paths.catalog, exc)}", file=sys.stderr)
         return 2
     except SprigError as exc:
         print(f"error: {exc}", file=sys.stderr)

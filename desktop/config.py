@@ -59,6 +59,11 @@ class Paths:
         return self.root / "catalog.sqlite3"
 
     @property
+    def catalog_backup(self) -> Path:
+        """The last good copy of the catalog, refreshed after each indexing job that changed it."""
+        return self.root / "catalog.sqlite3.bak"
+
+    @property
     def chats(self) -> Path:
         return self.root / "chats.sqlite3"
 

@@ -115,22 +115,67 @@ class StoredChunk:
     text: str
 
 
+def classify_error(path: Path, exc: BaseException) -> Exception:
+    """A plain error for a catalog that cannot be used: permission, full disk or damage."""
+    import errno
+    import os
+
+    from desktop.rag.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
+
+    text = str(exc).lower()
+    folder = path.parent
+    if isinstance(exc, PermissionError) or "readonly" in text or "read-only" in text or (
+            ("unable to open" in text or "permission" in text)
+            and not (os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.R_OK | os.W_OK)))):
+        return DataFolderUnwritable(
+            f"Sprig cannot write to its data folder {folder} (permission denied). Your documents and "
+            "index are untouched: give your user write access to that folder, or choose another one.")
+    if "disk is full" in text or "database or disk is full" in text or getattr(exc, "errno", None) in (
+            errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return DiskFull(f"The disk holding {folder} is full: free some space and try again.")
+    return CatalogDamaged(
+        f"Sprig's catalog ({path.name}) is damaged ({exc}). Run `sprig check --repair` (or choose "
+        "Repair when the window asks) to restore the last good copy; the damaged file is kept.")
+
+
 class Catalog:
     """Thread-safe access to the catalog file (one connection, serialised by a lock)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise classify_error(self.path, exc) from None
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+            self._db.execute("SELECT count(*) FROM documents").fetchone()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise classify_error(self.path, exc) from None
+
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the catalog (SQLite's backup API), written atomically."""
+        import os
+
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        with self._lock:
+            dest = sqlite3.connect(str(tmp))
+            try:
+                self._db.backup(dest)
+            finally:
+                dest.close()
+        os.replace(tmp, target)
 
     def close(self) -> None:
         with self._lock:

@@ -26,3 +26,15 @@ class ModelError(SprigError):
 
 class StoreError(SprigError):
     """The vector store or catalog cannot be used."""
+
+
+class CatalogDamaged(StoreError):
+    """The catalog file is not a readable SQLite database (``sprig check --repair`` restores it)."""
+
+
+class DataFolderUnwritable(StoreError):
+    """The data folder (or a file in it) cannot be written: a permission problem, never damage."""
+
+
+class DiskFull(StoreError):
+    """Writing failed because the disk (or a size limit) is full."""

@@ -187,6 +187,14 @@ def check_store(paths: Paths, timeout_s: float = 60.0, sample: int = SAMPLE_PER_
         parent.close()
 
 
+def _writable(folder: Path) -> bool:
+    import os
+
+    chroma = folder / "chroma"
+    targets = [folder] + ([chroma] if chroma.exists() else [])
+    return all(os.access(t, os.W_OK | os.X_OK) for t in targets)
+
+
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         return f"the vector store crashed the checker (signal {-code})"
@@ -206,6 +214,65 @@ def move_aside(chroma_dir: Path) -> Path | None:
         target = chroma_dir.with_name(f"{chroma_dir.name}.damaged-{stamp}-{n}")
     chroma_dir.rename(target)
     return target
+
+
+@dataclass
+class CatalogRepair:
+    status: str  # "ok" | "restored" (from the last good copy) | "reset" (no usable copy: empty)
+    moved_to: Path | None = None
+    documents: int = 0
+
+
+def _usable_copy(path: Path) -> bool:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            ok = db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            db.execute("SELECT count(*) FROM documents").fetchone()
+            return ok
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+
+
+def repair_catalog(paths: Paths) -> CatalogRepair:
+    """Make the catalog usable again: keep the damaged file aside and restore the last good copy.
+
+    Permission problems raise ``DataFolderUnwritable`` and move nothing: they are not damage.
+    Documents indexed after that copy was made come back with the next sync of their folders.
+    """
+    from desktop.rag.catalog import Catalog
+    from desktop.rag.errors import CatalogDamaged
+
+    try:
+        Catalog(paths.catalog).close()
+        if _usable_copy(paths.catalog):
+            return CatalogRepair("ok")
+    except CatalogDamaged:
+        pass
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = paths.catalog.with_name(f"{paths.catalog.name}.damaged-{stamp}")
+    paths.catalog.rename(moved)
+    for suffix in ("-wal", "-shm"):  # journals belong to the damaged file
+        side = paths.catalog.with_name(paths.catalog.name + suffix)
+        if side.exists():
+            side.rename(moved.with_name(moved.name + suffix))
+    if paths.catalog_backup.exists() and _usable_copy(paths.catalog_backup):
+        import shutil
+
+        shutil.copy2(paths.catalog_backup, paths.catalog)
+        status = "restored"
+    else:
+        status = "reset"
+    catalog = Catalog(paths.catalog)
+    try:
+        documents = len(catalog.documents())
+        # the vectors no longer match: rebuild them from the restored chunk text at the next check
+        catalog.set_meta("vector_rebuild_pending", "1")
+    finally:
+        catalog.close()
+    return CatalogRepair(status, moved, documents)
 
 
 def ensure_store(
@@ -240,6 +307,13 @@ def ensure_store(
         progress(Progress("check", 1, 1, str(paths.chroma)))
     if not settings.chroma_url:
         check = check_store(paths, timeout_s)
+        if not check.ok and not _writable(paths.root):
+            from desktop.rag.errors import DataFolderUnwritable
+
+            # a permission problem is not damage: never move a healthy store aside for it
+            raise DataFolderUnwritable(
+                f"Sprig cannot write to its data folder {paths.root} (permission denied). Your "
+                "documents and index are untouched: give your user write access to that folder.")
         if not check.ok:
             report.status = "rebuilt"
             report.reason = check.reason

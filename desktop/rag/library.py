@@ -10,7 +10,9 @@ bad files (each gets a reason; the batch goes on).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +24,7 @@ from desktop.rag.errors import Cancelled, DocumentError
 from desktop.rag.loaders import Limits, check_size, is_supported
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[Progress], None]
 MAX_CRASHES = 2
 REBUILD_PENDING = "vector_rebuild_pending"  # catalog meta key, "1" while a rebuild runs
@@ -209,6 +212,12 @@ class Library:
                 except Cancelled:
                     summary.cancelled = True
                     break
+                except (OSError, sqlite3.Error) as exc:
+                    # writing failed (a full disk, a size limit, lost permission): this document is
+                    # left for recover() to re-queue, and the job stops with a plain message
+                    from desktop.rag.catalog import classify_error
+
+                    raise classify_error(self.paths.catalog, exc) from None
                 summary.indexed.append(str(path))
                 doc = self.catalog.document_by_id(doc_id)
                 summary.pages += doc.pages
@@ -219,8 +228,19 @@ class Library:
             worker.close()
             if summary.cancelled:
                 self._forget_unstarted(collection)
+        if summary.indexed or summary.removed:
+            self.backup_catalog()
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def backup_catalog(self) -> None:
+        """Refresh the last good copy of the catalog (``sprig check --repair`` restores it)."""
+        import sqlite3
+
+        try:
+            self.catalog.backup(self.paths.catalog_backup)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("could not back up the catalog: %s", exc)
 
     def _plan(self, collection: str, path: Path, summary: IndexSummary):
         """None if ``path`` needs no work; else (path, doc_id, sha256, size, mtime)."""
