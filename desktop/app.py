@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Sprig is already running for {paths.root} ({instance.owner()}), but did not answer. "
               "Close it first, or use another data folder.", file=sys.stderr)
         return 1
+    from desktop.config import record_native_crashes
+
+    record_native_crashes(paths)
     try:
         return _run(args, paths, instance)
     finally:

@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import sqlite3
 
-    from desktop.config import Paths
+    from desktop.config import Paths, record_native_crashes
     from desktop.lock import DataFolderLock, hand_off
     from desktop.rag.errors import (
         CatalogDamaged,
@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     paths = Paths.default()
+    record_native_crashes(paths)
     lock = DataFolderLock(paths.lock)
     if not lock.acquire():
         # the window (or another sprig command) owns this data folder: one writer at a time

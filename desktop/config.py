@@ -37,6 +37,25 @@ def enforce_offline() -> None:
         os.environ[key] = value
 
 
+def record_native_crashes(paths: Paths) -> None:
+    """A native crash of this process writes its Python traceback to ``paths.crash_log``.
+
+    Besides helping a bug report, this is how the next start tells a crash (which may recur
+    on the same document) from a kill or a power cut (which leave nothing).
+    """
+    import faulthandler
+
+    try:
+        handle = open(paths.crash_log, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+    except OSError:
+        return
+    faulthandler.enable(file=handle, all_threads=True)
+    _CRASH_LOGS.append(handle)
+
+
+_CRASH_LOGS: list = []
+
+
 def data_dir() -> Path:
     """The user data folder (created on first use)."""
     override = os.environ.get("SPRIG_HOME")
@@ -82,6 +101,11 @@ class Paths:
     @property
     def lock(self) -> Path:
         return self.root / "sprig.lock"
+
+    @property
+    def crash_log(self) -> Path:
+        """Where a native crash (SIGSEGV, SIGABRT...) writes its traceback (faulthandler)."""
+        return self.root / "crash.log"
 
     @property
     def crash_marker(self) -> Path:

@@ -10,6 +10,7 @@ bad files (each gets a reason; the batch goes on).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progres
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[Progress], None]
 MAX_CRASHES = 2
+IN_FLIGHT = "indexing_in_flight"  # catalog meta key: the document being embedded and written
 REBUILD_PENDING = "vector_rebuild_pending"  # catalog meta key, "1" while a rebuild runs
 
 
@@ -309,6 +311,17 @@ class Library:
         summary.failed[path] = reason
 
     def _index_one(self, collection, path, doc_id, digest, size, mtime, pages, n, total, progress, cancel):
+        # which document this process is working on, for the crash-loop guard in recover()
+        self.catalog.set_meta(IN_FLIGHT, json.dumps({"doc_id": doc_id, "started": time.time(),
+                                                     "content_hash": digest}))
+        try:
+            self._embed_and_write(collection, path, doc_id, digest, size, mtime, pages, n, total, progress,
+                                  cancel)
+        finally:
+            self.catalog.set_meta(IN_FLIGHT, "")
+
+    def _embed_and_write(self, collection, path, doc_id, digest, size, mtime, pages, n, total, progress,
+                         cancel):
         from desktop.rag.chunking import chunk_pages
 
         chunks: list[Chunk] = chunk_pages(
@@ -398,6 +411,7 @@ class Library:
                     requeue.append(doc.path)
                 elif doc.status == "queued":
                     requeue.append(doc.path)
+            self._guard_crash_loop()
             collections = self.catalog.collections()
             for coll in collections:
                 known = self.catalog.all_chunk_ids(coll)
@@ -406,6 +420,38 @@ class Library:
             for coll in set(self.store.collection_names()) - set(collections):
                 self.store.drop_collection(coll)  # deleted from the catalog, not yet from Chroma
         return requeue
+
+    def _guard_crash_loop(self) -> None:
+        """A native crash while indexing a document counts against that document's content; after
+        MAX_CRASHES it is marked failed, not retried at every start. A kill or a power cut leaves
+        no crash log and counts nothing."""
+        raw = self.catalog.get_meta(IN_FLIGHT)
+        if not raw:
+            return
+        self.catalog.set_meta(IN_FLIGHT, "")
+        try:
+            info = json.loads(raw)
+            doc = self.catalog.document_by_id(int(info["doc_id"]))
+            log_stat = self.paths.crash_log.stat()
+        except (ValueError, KeyError, TypeError, OSError):
+            return
+        if doc is None or log_stat.st_size == 0 or log_stat.st_mtime < float(info.get("started", 0)):
+            return
+        crashes = doc.crashes + 1
+        if crashes < MAX_CRASHES:
+            # the count belongs to this content: a changed file starts again from zero (see _plan)
+            self.catalog.upsert_document(doc.collection, doc.path, crashes=crashes,
+                                         content_hash=info.get("content_hash"))
+            return
+        if doc.chunks:
+            self.store.delete_document(doc.collection, doc.id)
+        with self.catalog.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
+            db.execute(
+                "UPDATE documents SET status='failed', code='crashed', reason=?, crashes=?, pages=0, "
+                "chunks=0, content_hash=? WHERE id=?",
+                (f"Sprig crashed {crashes} times while indexing this file; it will not be retried until "
+                 "it changes", crashes, info.get("content_hash"), doc.id))
 
     def resume(self, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> IndexSummary:
         """Index again whatever a crash or a cancel left queued, and indexed files that changed
