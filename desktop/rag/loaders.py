@@ -160,6 +160,10 @@ def load_pdf(path: Path, limits: Limits) -> list[PageText]:
         pages.append(PageText(number, text))
     if failures == count:
         raise DocumentError("damaged", "damaged PDF (no page could be read)")
+    if failures and not any(p.text.strip() for p in pages):
+        # pages that raise (deeply nested arrays, broken streams) are damage, not a missing text layer
+        raise DocumentError("damaged", f"damaged PDF ({failures} of {count} pages could not be read, "
+                                       "the others hold no text)")
     return pages
 
 

@@ -135,3 +135,34 @@ def test_aes_encrypted_pdfs(tmp_path, user_password, indexed):
         with pytest.raises(DocumentError) as info:
             load_document(path)
         assert info.value.code == "encrypted" and "password" in info.value.reason
+
+
+def test_pages_that_raise_make_a_pdf_damaged_not_scanned(tmp_path, monkeypatch):
+    """A PDF whose text pages fail to parse (e.g. arrays nested past the recursion limit) and
+    whose other pages are blank is reported as damaged, not as a scan that needs OCR."""
+    from pypdf import PdfWriter
+
+    from desktop.rag.errors import DocumentError
+    from desktop.rag.loaders import Limits, load_pdf
+
+    writer = PdfWriter()
+    for _ in range(3):
+        writer.add_blank_page(200, 200)
+    path = tmp_path / "nested.pdf"
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    from pypdf import PageObject
+
+    real = PageObject.extract_text
+    calls = {"n": 0}
+
+    def extract(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", extract)
+    with pytest.raises(DocumentError) as info:
+        load_pdf(path, Limits())
+    assert info.value.code == "damaged" and "1 of 3 pages could not be read" in info.value.reason
