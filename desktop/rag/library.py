@@ -271,6 +271,8 @@ class Library:
             doc_id = self.catalog.upsert_document(collection, str(path))
             self._fail(doc_id, DocumentError("unreadable", f"cannot read the file ({exc.strerror})"), summary, str(path))
             return None
+        if doc and doc.status == "failed" and doc.code in ("timeout", "too_large") and self._limits_raised(doc):
+            doc = self._forget_failure(doc)  # the limit it failed under was raised since
         if doc and doc.content_hash == digest and doc.status in ("indexed", "failed"):
             if doc.status == "indexed" or doc.crashes >= MAX_CRASHES or doc.code not in ("crashed", "timeout"):
                 # unchanged: same content as last time (a failure would fail again)
@@ -288,8 +290,28 @@ class Library:
                 self.catalog.upsert_document(collection, str(path), crashes=0)
         return (path, doc_id, digest, stat.st_size, stat.st_mtime)
 
+    def _limits_now(self) -> dict:
+        return {"parse_timeout_s": self.settings.parse_timeout_s, "max_file_mb": self.settings.max_file_mb}
+
+    def _limits_raised(self, doc: Document) -> bool:
+        """A failure under a limit is final only while that limit is not raised."""
+        try:
+            then = json.loads(self.catalog.get_meta(f"limits:{doc.id}") or "{}")
+        except ValueError:
+            return False
+        key = "parse_timeout_s" if doc.code == "timeout" else "max_file_mb"
+        return key in then and self._limits_now()[key] > then[key]
+
+    def _forget_failure(self, doc: Document) -> Document:
+        self.catalog.upsert_document(doc.collection, doc.path, crashes=0, content_hash=None, status="queued")
+        self.catalog.set_meta(f"limits:{doc.id}", "")
+        return self.catalog.document_by_id(doc.id)
+
     def _fail(self, doc_id: int, error: DocumentError, summary: IndexSummary, path: str,
               digest: str | None = None, hash_file: bool = True) -> None:
+        if error.code in ("timeout", "too_large"):
+            # recorded against the limits in force, so raising a limit later retries the file
+            self.catalog.set_meta(f"limits:{doc_id}", json.dumps(self._limits_now()))
         doc = self.catalog.document_by_id(doc_id)
         crashes = (doc.crashes if doc else 0) + (1 if error.code in ("crashed", "timeout") else 0)
         reason = error.reason

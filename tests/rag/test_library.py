@@ -173,3 +173,19 @@ def test_search_results_carry_location_and_scores(squad_index, k):
     assert top.score > 0 and top.char_end > top.char_start
     source = open(top.path, encoding="utf-8").read()
     assert source[top.char_start : top.char_end] == top.text
+
+
+def test_a_file_failed_under_a_limit_is_retried_once_the_limit_is_raised(sprig_home, tmp_path, embedder):
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import Library
+
+    big = tmp_path / "big.txt"
+    big.write_text("The pump log says the valve was checked." + "\n" * 1_200_000)  # 1.2 MB, one chunk
+    lib = Library(Paths(sprig_home), Settings(max_file_mb=1), embedder=embedder)
+    assert "too large" in lib.index([big]).failed[str(big)]
+    assert str(big) in lib.index([big]).failed  # same limit: not retried
+    lib.close()
+    lib = Library(Paths(sprig_home), Settings(max_file_mb=2), embedder=embedder)
+    summary = lib.index([big])
+    lib.close()
+    assert summary.indexed == [str(big)], summary.failed
