@@ -56,6 +56,7 @@ TARGETS = {
     "index_1000_pages_s_max": 60.0,
     "cold_start_s_max": 1.5,
     "ttft_4_passages_s_max": 3.0,
+    "ttft_warm_s_max": 1.5,
     "retrieval_p95_ms_at_100k_max": 50.0,
     "peak_rss_chat_mb_max": 1536,
 }
@@ -248,20 +249,20 @@ def bench_model(ctx: Context, key: str, lib, questions) -> None:
 
 
 def bench_ttft(ctx: Context, lib, model, questions) -> None:
-    """Time to first token for real questions with 4 passages, through AnswerEngine.ask."""
+    """Time to first token for real questions through AnswerEngine.ask (the evidence pipeline).
+
+    cold: llama.cpp's context reset before each question (nothing reused);
+    warm: as in the app, where the fixed instructions at the start of every prompt stay in
+    llama.cpp's KV cache from the previous question and only the rest is evaluated.
+    """
     from desktop.rag.answer import AnswerEngine
 
     engine = AnswerEngine(lib, model, passages_per_answer=ctx.cfg["passages"], abstain_below=-1.0)
     rng = random.Random(1)
     picks = rng.sample(questions, min(len(questions), ctx.cfg["ttft_questions"]))
-    log(f"time to first token: {len(picks)} questions")
-    runs = []
-    for q in picks:
-        question = q["question"]
-        t = time.perf_counter()
-        ctx.embedder.embed_query(question)
-        embed_s = time.perf_counter() - t
-        model._llm.reset()  # no prompt cache from the previous question: the worst case
+    log(f"time to first token: {len(picks)} questions, cold and warm")
+
+    def ask(question: str) -> tuple[float, object]:
         t0 = time.perf_counter()
         stream = engine.ask(question)
         first = None
@@ -269,19 +270,37 @@ def bench_ttft(ctx: Context, lib, model, questions) -> None:
             if first is None:
                 first = time.perf_counter() - t0
                 stream.stop()
-        tm = stream.result.timings
-        runs.append({"ttft_s": first, "query_embedding_s": embed_s,
-                     "retrieval_s": tm["retrieve_s"] - embed_s,
-                     "prompt_build_s": tm["first_token_s"] - tm["retrieve_s"] - tm["prefill_s"],
-                     "prefill_s": tm["prefill_s"], "prompt_tokens": stream.result.prompt_tokens,
-                     "passages": len(stream.result.passages)})
+        return first, stream.result
+
+    runs = []
+    for i, q in enumerate(picks):
+        question = q["question"]
+        t = time.perf_counter()
+        ctx.embedder.embed_query(question)
+        embed_s = time.perf_counter() - t
+        model._llm.reset()  # no prompt cache from the previous question: the worst case
+        cold, result = ask(question)
+        ask(picks[(i + 1) % len(picks)]["question"])  # another question leaves only the shared prefix
+        warm, warm_result = ask(question)
+        tm = result.timings
+        runs.append({"ttft_s": cold, "ttft_warm_s": warm, "query_embedding_s": embed_s,
+                     "retrieval_s": tm["retrieve_s"] - embed_s, "evidence_s": tm.get("evidence_s", 0.0),
+                     "prompt_build_s": tm["first_token_s"] - tm["retrieve_s"] - tm.get("evidence_s", 0.0)
+                     - tm["prefill_s"],
+                     "prefill_s": tm["prefill_s"], "prefill_warm_s": warm_result.timings["prefill_s"],
+                     "prompt_tokens": result.prompt_tokens, "passages": len(result.passages)})
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     ctx.results["ttft"] = {"runs": runs, "median": med, "model": model.path.name,
-                           "note": "context reset before each question (no prompt-prefix cache)"}
-    ok = med["ttft_s"] <= TARGETS["ttft_4_passages_s_max"]
-    ctx.row(f"TTFT, {ctx.cfg['passages']} passages (s)", f"{med['ttft_s']:.2f}", "-", None, "<=3 s", ok)
-    ctx.row("  query embedding / retrieval (ms)", f"{med['query_embedding_s'] * 1e3:.0f} / {med['retrieval_s'] * 1e3:.0f}", "", None)
-    ctx.row("  prompt building / prefill", f"{med['prompt_build_s'] * 1e3:.0f} ms / {med['prefill_s']:.2f} s "
+                           "note": "cold: context reset before each question; warm: the fixed "
+                                   "instructions reused from the previous question's KV cache"}
+    ok = med["ttft_warm_s"] <= TARGETS["ttft_warm_s_max"]
+    ctx.row("TTFT, evidence pipeline, warm (s)", f"{med['ttft_warm_s']:.2f}", "-", None, "<=1.5 s", ok)
+    ctx.row("TTFT, cold (s)", f"{med['ttft_s']:.2f}", "-", None, "<=3 s",
+            med["ttft_s"] <= TARGETS["ttft_4_passages_s_max"])
+    ctx.row("  query embedding / retrieval / evidence (ms)",
+            f"{med['query_embedding_s'] * 1e3:.0f} / {med['retrieval_s'] * 1e3:.0f} / {med['evidence_s'] * 1e3:.0f}",
+            "", None)
+    ctx.row("  prefill cold / warm", f"{med['prefill_s']:.2f} s / {med['prefill_warm_s']:.2f} s "
             f"({med['prompt_tokens']:.0f} tok)", "", None)
 
 

@@ -91,6 +91,7 @@ def split_sentences(passage: Passage) -> list[Sentence]:
         pieces.append((start, end))
         start = match.end()
     pieces.append((start, len(text)))
+    pieces = [span for s, e in pieces for span in _split_lines(text, s, e)]
     for s, e in pieces:
         for cs, ce in _cut_long(text, s, e):
             raw = text[cs:ce]
@@ -101,6 +102,20 @@ def split_sentences(passage: Passage) -> list[Sentence]:
             out.append(Sentence(passage, len(out), passage.char_start + cs + lead,
                                 passage.char_start + cs + trail, raw[lead:trail]))
     return out
+
+
+def _split_lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """A block of short lines (a form, a table, a list, a cover page) splits at each line."""
+    block = text[start:end]
+    lines = block.split("\n")
+    if len(lines) < 3 or sum(len(x) for x in lines) / len(lines) >= 60:
+        return [(start, end)]
+    spans = []
+    pos = start
+    for line in lines:
+        spans.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    return spans
 
 
 def _cut_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -207,22 +222,26 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
             continue
         s = sentences[i]
         first = i
+        last = i
         if context and i > 0 and sentences[i - 1].passage is s.passage and (i - 1) not in used:
             prev = sentences[i - 1]
             if len(prev.text) + len(s.text) < 480:
                 first = i - 1
-        span = sentences[first:i + 1]
+        if context and len(s.text) < 100 and s.text[-1] not in ".!?" and i + 1 < len(sentences) \
+                and sentences[i + 1].passage is s.passage and (i + 1) not in used:
+            last = i + 1  # a short line (a label, a table row) needs its neighbours on both sides
+        span = sentences[first:last + 1]
         text = " ".join(x.text for x in span)
         if lines and chars + len(text) > max_chars:
-            if first != i and chars + len(s.text) <= max_chars:
-                first, span, text = i, [s], s.text
+            if (first, last) != (i, i) and chars + len(s.text) <= max_chars:
+                first, last, span, text = i, i, [s], s.text
             else:
                 continue
-        used.update(range(first, i + 1))
+        used.update(range(first, last + 1))
         chars += len(text)
         base = s.passage.char_start
-        exact = s.passage.text[span[0].char_start - base:s.char_end - base]  # the page's own text
-        lines.append(EvidenceLine(len(lines) + 1, s.passage, span[0].char_start, s.char_end,
+        exact = s.passage.text[span[0].char_start - base:span[-1].char_end - base]  # the page's own text
+        lines.append(EvidenceLine(len(lines) + 1, s.passage, span[0].char_start, span[-1].char_end,
                                   exact, score, float(cos[i]), cov))
     best = scored[0]
     return Evidence(lines, top_similarity, float(cos[best[1]]), best[2], len(set(q_terms)))

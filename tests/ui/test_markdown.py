@@ -86,3 +86,18 @@ def test_an_abstention_shows_the_nearest_passages(qtbot):
                                {"abstained": True, "nearest": nearest, "citations": []}))
     assert widget.sources_title.text() == "Nearest passages (not enough to answer)"
     assert widget.sources[0].head.text() == "a.txt"
+
+
+def test_unsupported_sentences_are_marked_and_quotes_say_so(qtbot):
+    source = {"n": 1, "path": "/docs/manual.pdf", "page": 2, "text": "Service every 500 hours."}
+    claims = [{"text": "Service it every 500 hours [1].", "supported": True, "citations": [1]},
+              {"text": "It was built in Norway [1].", "supported": False, "citations": [1]}]
+    shown = display_text("Service it every 500 hours [1]. It was built in Norway [1].", [source], False, claims)
+    assert shown == ("Service it every 500 hours [1]. It was built in Norway [1]."
+                     " *(not supported by the cited evidence)*")
+    widget = MessageWidget("assistant")
+    qtbot.addWidget(widget)
+    widget.set_message(Message("assistant", "Your documents say: “Service every 500 hours.” [1]",
+                               {"mode": "quoted", "citations": [source]}))
+    assert "Quoted from your documents" in widget.status.text()
+    assert "not supported" not in display_text("Service it every 500 hours [1].", [source], False, claims[:1])
