@@ -221,7 +221,7 @@ def fit_logistic(xs: list[list[float]], ys: list[int], weights: list[float], ste
     return [round(float(v), 3) for v in w], round(float(b), 3)
 
 
-def calibrate(lib, titles: set[str], k: int) -> dict:
+def calibrate(lib, titles: set[str], k: int, cfg: dict | None = None) -> dict:
     """Fit the abstention model on one half, report the other half, for every threshold."""
     from desktop.rag.abstain import probability
 
@@ -230,15 +230,21 @@ def calibrate(lib, titles: set[str], k: int) -> dict:
     v2 = [q for q in v2 if set(q["gold_doc_ids"]) <= titles]
     _d, fb = loaders.load_financebench(str(corpus.EVAL))
     _d, cran = loaders.load_cranfield(str(corpus.EVAL))
+    other = fb + cran
+    cfg = cfg or {}
+    if cfg.get("v2_questions"):
+        v2 = random.Random(3).sample(v2, min(len(v2), cfg["v2_questions"]))
+    if cfg.get("other_questions"):
+        other = random.Random(4).sample(other, min(len(other), cfg["other_questions"]))
     qs = [(q["qid"], q["question"], 1 if q["answers"] else 0) for q in v2]
-    qs += [(f"off-{q['qid']}", q["question"], -1) for q in fb + cran]
+    qs += [(f"off-{q['qid']}", q["question"], -1) for q in other]
     log(f"calibration: {len(qs)} questions")
     rows = signal_rows(lib, qs, k)
     fit = [r for r in rows if half_of(r["qid"]) == 0]
     test = [r for r in rows if half_of(r["qid"]) == 1]
     # each kind weighs the same in the fit: answerable, adversarial unanswerable, off-collection
     counts = {lab: sum(1 for r in fit if r["label"] == lab) for lab in (1, 0, -1)}
-    weights = [1.0 / counts[r["label"]] for r in fit]
+    weights = [1.0 / max(1, counts[r["label"]]) for r in fit]
     w, b = fit_logistic([r["x"] for r in fit], [1 if r["label"] == 1 else 0 for r in fit], weights)
     curve = []
     for t in [round(0.05 * i, 2) for i in range(1, 20)]:
@@ -327,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="fit the abstention model on half the questions, report the other half")
     parser.add_argument("--model", default=None, help="bundled-qwen (default), bundled-qwen-1.5b, bundled-gemma")
     parser.add_argument("--answers-only", action="store_true", help="skip retrieval figures (faster)")
+    parser.add_argument("--cosine-curve", action="store_true",
+                        help="also the older curve of abstention against the top passage's cosine alone")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = MODES[mode]
@@ -368,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{r['hybrid']['mrr_at_5']} / {r['vector']['mrr_at_5']}",
                              f"{r['index']['chunks_per_s']} chunks/s"])
         if args.calibrate:
-            results["calibration"] = calibrate(lib, titles, settings.passages_per_answer)
+            results["calibration"] = calibrate(lib, titles, settings.passages_per_answer, cfg)
             c = results["calibration"]
             print(f"\nfitted weights {c['weights']} bias {c['bias']} (features {c['features']}); "
                   f"fit {c['fit_questions']}, report {c['report_questions']}")
@@ -376,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                                  show(r["false_refusal_answerable"])] for r in c["curve"]],
                                ["p threshold", "abstain: SQuAD 2.0 unanswerable", "abstain: other collection",
                                 "false refusal: answerable"])
-        if not args.answers_only:
+        if not args.answers_only and not args.calibrate and args.cosine_curve:
             results["abstention_curve"] = threshold_curve(lib, titles, cfg, settings.passages_per_answer)
 
         fb_lib = fb_questions = None

@@ -141,9 +141,9 @@ class Settings:
     # retrieval
     chunk_tokens: int = field(default=128, metadata=_limits(32, 256))
     chunk_overlap: int = field(default=24, metadata=_limits(0, 128))
-    # cosine similarity below which Sprig says the documents don't hold the answer
-    # (calibrated on SQuAD 2.0 unanswerables; see bench/quality.py)
-    abstain_below: float = field(default=0.40, metadata=_limits(0.0, 1.0))
+    # answerable probability (desktop.rag.abstain, calibrated by bench/quality.py --calibrate)
+    # below which Sprig says the documents don't hold the answer, without running the model
+    abstain_below: float = field(default=0.25, metadata=_limits(0.0, 1.0))
     allow_general_knowledge: bool = False
     # store: empty = embedded Chroma in the data folder; "http://host:port" = a Chroma server
     chroma_url: str = ""

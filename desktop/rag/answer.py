@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from desktop.rag.abstain import answerable_probability
+from desktop.rag.abstain import DEFAULT_THRESHOLD, answerable_probability
 from desktop.rag.evidence import Evidence, EvidenceLine, select_evidence
 from desktop.rag.grounding import (
     CITE,
@@ -247,7 +247,7 @@ class AnswerStream:
 
 
 class AnswerEngine:
-    def __init__(self, library, model, passages_per_answer: int = 4, abstain_below: float = 0.5,
+    def __init__(self, library, model, passages_per_answer: int = 4, abstain_below: float = DEFAULT_THRESHOLD,
                  temperature: float = 0.0, max_answer_tokens: int = 384, history_turns: int = 6,
                  system_prompts: dict[str, str] | None = None, evidence_chars: int = 700,
                  quote_above: float | None = None):

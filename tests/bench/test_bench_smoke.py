@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
 
 
-def run_bench(script: str, tmp_path: Path) -> dict:
+def run_bench(script: str, tmp_path: Path, *extra: str) -> dict:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SPRIG_HOME=str(tmp_path / "home"))
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke"], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke", *extra], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     name = script.removesuffix(".py")
@@ -52,17 +52,23 @@ def test_perf_smoke(tmp_path, eval_root):
 
 @pytest.mark.timeout(900)
 def test_quality_smoke(tmp_path, eval_root):
-    data = run_bench("quality.py", tmp_path)
-    for key in ("squad_retrieval", "abstention_curve", "squad_answers", "embedding_backend"):
+    data = run_bench("quality.py", tmp_path, "--calibrate")
+    for key in ("squad_retrieval", "calibration", "squad_answers", "embedding_backend"):
         assert key in data, key
     for mode in ("hybrid", "vector"):
         m = data["squad_retrieval"][mode]
         assert 0 <= m["recall_at_1"] <= m["recall_at_5"] <= 1 and 0 <= m["mrr_at_5"] <= 1
-    curve = data["abstention_curve"]["curve"]
+    calibration = data["calibration"]
+    assert len(calibration["weights"]) == 3 and calibration["report_questions"]
+    curve = calibration["curve"]
     assert len(curve) > 5
-    rates = [row["false_refusal_answerable"] for row in curve]
+    rates = [row["false_refusal_answerable"]["value"] for row in curve]
     assert rates == sorted(rates)  # more refusals as the threshold rises
-    assert "accuracy" in data["squad_answers"] and "abstention_rate" in data["squad_answers"]
+    for row in curve:
+        share = row["abstain_unanswerable"]
+        assert share["ci95"][0] <= share["value"] <= share["ci95"][1]
+    answers = data["squad_answers"]
+    assert 0 <= answers["accuracy"]["value"] <= 1 and "abstention_rate" in answers
 
 
 @pytest.fixture
