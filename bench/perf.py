@@ -113,9 +113,9 @@ def raw_llama(model):
     AMX repack kernels crash on this VM)."""
     from llama_cpp import Llama
 
-    from desktop.models.llm import _plain_cpu_buffers
+    from desktop.models.llm import plain_cpu_buffers
 
-    with _plain_cpu_buffers():
+    with plain_cpu_buffers():
         return Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=model.n_threads,
                      n_threads_batch=model.n_threads_batch, n_batch=512, seed=model.seed, verbose=False)
 

@@ -123,8 +123,8 @@ def catalog_usable(paths) -> bool:
     plainly when the data folder cannot be written (that is never treated as damage)."""
     from PySide6.QtWidgets import QMessageBox
 
+    from desktop.errors import CatalogDamaged, StoreError
     from desktop.rag.catalog import Catalog
-    from desktop.rag.errors import CatalogDamaged, StoreError
 
     try:
         Catalog(paths.catalog).close()

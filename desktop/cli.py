@@ -158,8 +158,8 @@ def cmd_remove(args) -> int:
 
 
 def cmd_ask(args) -> int:
+    from desktop.errors import SprigError
     from desktop.rag.answer import AnswerEngine
-    from desktop.rag.errors import SprigError
 
     lib = _library()
     settings = lib.settings
@@ -294,14 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     import sqlite3
 
     from desktop.config import Paths, record_native_crashes
-    from desktop.lock import DataFolderLock, hand_off
-    from desktop.rag.errors import (
+    from desktop.errors import (
         CatalogDamaged,
         DataFolderUnwritable,
         DiskFull,
         SprigError,
         StoreError,
     )
+    from desktop.lock import DataFolderLock, hand_off
 
     paths = Paths.default()
     record_native_crashes(paths)

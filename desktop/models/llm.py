@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from desktop.errors import ModelError
 from desktop.models.chat_template import (
     TemplateRejected,
     compile_chat_template,
@@ -26,7 +27,6 @@ from desktop.models.chat_template import (
     render_chat_template,
 )
 from desktop.models.gguf import check_gguf
-from desktop.rag.errors import ModelError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -102,7 +102,7 @@ class LocalModel(ChatModel):
         except ImportError as exc:  # pragma: no cover - a broken install
             raise ModelError(f"llama-cpp-python is not installed ({exc}).") from exc
         try:
-            with _plain_cpu_buffers():
+            with plain_cpu_buffers():
                 self._llm = Llama(
                     model_path=str(self.path),
                     n_ctx=self.n_ctx,
@@ -219,7 +219,7 @@ class LocalModel(ChatModel):
 _PARAMS_LOCK = threading.Lock()
 
 
-class _plain_cpu_buffers:
+class plain_cpu_buffers:
     """Load weights into plain CPU buffers, not llama.cpp's "extra" repacked ones.
 
     On CPUs with AMX (Intel Sapphire Rapids and later), llama.cpp repacks weights for its AMX

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from desktop.config import Paths, Settings, atomic_write_text
-from desktop.rag.errors import ModelError
+from desktop.errors import ModelError
 
 PROBE_TIMEOUT_S = 30.0
 TEMPLATE_TIME_LIMIT_S = 3.0

@@ -120,7 +120,7 @@ def classify_error(path: Path, exc: BaseException) -> Exception:
     import errno
     import os
 
-    from desktop.rag.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
+    from desktop.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
 
     text = str(exc).lower()
     folder = path.parent

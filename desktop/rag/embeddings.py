@@ -29,8 +29,8 @@ import threading
 from pathlib import Path
 
 from desktop.config import atomic_write_text, enforce_offline
+from desktop.errors import ModelError
 from desktop.models.bundled import EMBEDDING_MODEL_ID, embedding_model_dir
-from desktop.rag.errors import ModelError
 
 DIMENSIONS = 384
 MAX_TOKENS = 256  # what all-MiniLM-L6-v2 reads; longer inputs are truncated (as sentence-transformers does)
@@ -269,13 +269,13 @@ def onnx_available(model_dir: Path, cache_dir: Path, backend: str) -> bool:
 
 def build_onnx_model(model_dir: Path, cache_dir: Path, backend: str) -> Path:
     """The path of the ONNX model for ``backend``, building it the first time (atomically)."""
-    from desktop.models.bundled import _file_lock
+    from desktop.models.bundled import file_lock
 
     target = onnx_model_path(cache_dir, backend)
     if _is_built(target, model_dir, backend):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / (target.name + ".lock")):
+    with file_lock(target.parent / (target.name + ".lock")):
         if _is_built(target, model_dir, backend):  # another process built it while we waited
             return target
         for module in ("onnx", "torch", "transformers"):

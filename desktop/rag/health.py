@@ -242,8 +242,8 @@ def repair_catalog(paths: Paths) -> CatalogRepair:
     Permission problems raise ``DataFolderUnwritable`` and move nothing: they are not damage.
     Documents indexed after that copy was made come back with the next sync of their folders.
     """
+    from desktop.errors import CatalogDamaged
     from desktop.rag.catalog import Catalog
-    from desktop.rag.errors import CatalogDamaged
 
     try:
         Catalog(paths.catalog).close()
@@ -308,7 +308,7 @@ def ensure_store(
     if not settings.chroma_url:
         check = check_store(paths, timeout_s)
         if not check.ok and not _writable(paths.root):
-            from desktop.rag.errors import DataFolderUnwritable
+            from desktop.errors import DataFolderUnwritable
 
             # a permission problem is not damage: never move a healthy store aside for it
             raise DataFolderUnwritable(

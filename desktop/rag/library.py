@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from desktop.config import Paths, Settings
+from desktop.errors import Cancelled, DocumentError
 from desktop.rag.catalog import Catalog, Document
-from desktop.rag.errors import Cancelled, DocumentError
 from desktop.rag.loaders import Limits, check_size, is_supported
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
 

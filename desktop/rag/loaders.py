@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.rag.errors import DocumentError
+from desktop.errors import DocumentError
 from desktop.rag.types import PageText
 
 TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst", ".log", ".csv", ".tsv"}

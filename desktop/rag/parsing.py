@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.rag.errors import DocumentError
+from desktop.errors import DocumentError
 from desktop.rag.loaders import Limits, load_document
 from desktop.rag.types import PageText
 

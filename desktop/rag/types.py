@@ -112,6 +112,6 @@ class CancelToken:
 
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
-            from desktop.rag.errors import Cancelled
+            from desktop.errors import Cancelled
 
             raise Cancelled("cancelled")

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from desktop.config import enforce_offline
-from desktop.rag.errors import StoreError
+from desktop.errors import StoreError
 
 
 def chroma_name(collection: str) -> str:

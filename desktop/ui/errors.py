@@ -13,7 +13,7 @@ log = logging.getLogger("desktop")
 
 def user_message(exc: BaseException) -> str:
     """What to tell the user about ``exc``: the core's own message, or a short generic one."""
-    from desktop.rag.errors import SprigError
+    from desktop.errors import SprigError
 
     if isinstance(exc, SprigError):
         return str(exc) or type(exc).__name__

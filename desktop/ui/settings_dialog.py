@@ -157,8 +157,8 @@ class SettingsDialog(QDialog):
         text = self.model_path.text().strip()
         if not text:
             return "Choose a GGUF file, or pick a bundled model."
+        from desktop.errors import ModelError
         from desktop.models.gguf import check_gguf
-        from desktop.rag.errors import ModelError
 
         try:
             check_gguf(text)  # reads the header only

@@ -136,7 +136,7 @@ class Worker(QRunnable):
 
     # ------------------------------------------------------------ the job's thread
     def run(self) -> None:
-        from desktop.rag.errors import Cancelled
+        from desktop.errors import Cancelled
 
         signals = self.signals
         signals.started.emit()

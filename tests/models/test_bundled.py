@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from desktop.errors import ModelError
 from desktop.models.bundled import (
     GEMMA,
     QWEN,
@@ -16,7 +17,6 @@ from desktop.models.bundled import (
     sha256_file,
 )
 from desktop.models.gguf import check_gguf
-from desktop.rag.errors import ModelError
 
 
 def test_chat_model_is_assembled_once_and_verified(tmp_path):

@@ -20,6 +20,7 @@ import pytest
 from packaging.version import Version
 
 from desktop.config import Paths, Settings
+from desktop.errors import ModelError
 from desktop.models.chat_template import (
     TemplateRejected,
     compile_chat_template,
@@ -35,7 +36,6 @@ from desktop.models.probe import (
     open_local_model,
     probe_model,
 )
-from desktop.rag.errors import ModelError
 from tests.models.gguf_tools import forged_header, truncated_copy, with_metadata
 
 REPO = Path(__file__).resolve().parents[2]

@@ -56,8 +56,8 @@ def test_permission_and_full_disk_errors_are_told_apart_from_damage(tmp_path):
     import errno
     import sqlite3
 
+    from desktop.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
     from desktop.rag.catalog import classify_error
-    from desktop.rag.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
 
     path = tmp_path / "catalog.sqlite3"
     assert isinstance(classify_error(path, sqlite3.OperationalError("attempt to write a readonly database")),
@@ -70,8 +70,8 @@ def test_permission_and_full_disk_errors_are_told_apart_from_damage(tmp_path):
 
 def test_a_read_only_store_is_never_moved_aside(indexed_home, monkeypatch):
     """As root the folder stays writable, so the check is driven through os.access."""
+    from desktop.errors import DataFolderUnwritable
     from desktop.rag import health
-    from desktop.rag.errors import DataFolderUnwritable
 
     monkeypatch.setattr(health, "check_store", lambda *a, **k: health.StoreCheck(False, "cannot read", True))
     monkeypatch.setattr(health, "_writable", lambda folder: False)
@@ -84,7 +84,7 @@ def test_a_full_disk_stops_the_job_with_a_message_and_the_document_is_requeued(i
                                                                               embedder, monkeypatch):
     import errno
 
-    from desktop.rag.errors import DiskFull
+    from desktop.errors import DiskFull
     from desktop.rag.library import Library
 
     lib = Library(Paths(indexed_home), Settings(), embedder=embedder)

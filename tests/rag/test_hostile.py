@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from desktop.config import Paths, Settings
-from desktop.rag.errors import DocumentError
+from desktop.errors import DocumentError
 from desktop.rag.library import MAX_CRASHES, Library
 from desktop.rag.loaders import Limits, check_zip, decode_text, load_document
 from desktop.rag.parsing import FAULTS_ENV, ParserWorker

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from desktop.rag.errors import DocumentError
+from desktop.errors import DocumentError
 from desktop.rag.loaders import decode_text, load_document
 from tests.conftest import eval_path
 
@@ -142,7 +142,7 @@ def test_pages_that_raise_make_a_pdf_damaged_not_scanned(tmp_path, monkeypatch):
     whose other pages are blank is reported as damaged, not as a scan that needs OCR."""
     from pypdf import PdfWriter
 
-    from desktop.rag.errors import DocumentError
+    from desktop.errors import DocumentError
     from desktop.rag.loaders import Limits, load_pdf
 
     writer = PdfWriter()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from desktop.rag.errors import Cancelled, ModelError
+from desktop.errors import Cancelled, ModelError
 from desktop.ui.workers import Worker, await_workers, live_workers
 
 
