@@ -299,6 +299,7 @@ def answers(lib, model, questions: list[dict], settings: Settings) -> list[dict]
                     "correct": bool(q["answers"]) and not a.abstained and loaders.contains_answer(a.text, q["answers"]),
                     "draft": a.unsupported[:200], "answer": a.text[:300],
                     "first_token_s": round(a.timings.get("first_token_s", 0.0), 3),
+                    "decode_tok_s": round(a.timings.get("decode_tok_s", 0.0), 1),
                     "seconds": round(a.timings.get("total_s", 0.0), 2)})
     return out
 
@@ -315,6 +316,9 @@ def answer_metrics(results: list[dict]) -> dict:
         ttft = [r["first_token_s"] for r in answerable if r["first_token_s"]]
         if ttft:
             out["first_token_s_median"] = round(statistics.median(ttft), 3)
+        decode = [r.get("decode_tok_s") for r in answerable if r.get("decode_tok_s")]
+        if decode:
+            out["decode_tok_s_median"] = round(statistics.median(decode), 1)
     if unanswerable:
         out["abstention_rate"] = interval(sum(r["abstained"] for r in unanswerable), len(unanswerable))
         out["unanswerable_questions"] = len(unanswerable)
@@ -423,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                          m.get("answerable_questions")])
             rows.append(["SQuAD 2.0 unanswerable: abstention", show(m.get("abstention_rate")), "", "",
                          m.get("unanswerable_questions")])
-            rows.append(["time to first token, median (s)", m.get("first_token_s_median"), "", "", ""])
+            rows.append(["time to first token (s) / decode (tok/s), medians", m.get("first_token_s_median"),
+                         m.get("decode_tok_s_median"), "", ""])
             if fb_lib is not None and cfg["fb_answer_questions"]:
                 fq = random.Random(5).sample(fb_questions, min(len(fb_questions), cfg["fb_answer_questions"]))
                 log(f"answers: {len(fq)} FinanceBench questions")

@@ -17,6 +17,7 @@ so the pipeline decides, not the model's mood:
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -113,6 +114,18 @@ def evidence_passage(line: EvidenceLine) -> Passage:
     return replace(line.passage, char_start=line.char_start, char_end=line.char_end, text=line.text)
 
 
+def _citations_last(text: str) -> str:
+    """ "[1] The pump ..." -> "The pump ... [1]": a small model often puts the marker first."""
+    match = re.match(r"\s*((?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+)(\S.*)", text, re.S)
+    if not match:
+        return text
+    body = match.group(2).rstrip()
+    markers = "".join(match.group(1).split())
+    if body.endswith((".", "!", "?")):
+        return f"{body[:-1]} {markers}{body[-1]}"
+    return f"{body} {markers}"
+
+
 def quote_answer(passages: list[Passage]) -> tuple[str, list[Citation]]:
     best = passages[0]
     text = " ".join(best.text.split())
@@ -204,7 +217,7 @@ class AnswerStream:
     def _decide(self, answer: Answer, raw: str) -> None:
         """The model's draft, checked; or a quote of the best evidence; or an abstention."""
         shown = answer.passages
-        text, citations = extract_citations(raw, shown)
+        text, citations = extract_citations(_citations_last(raw), shown)
         problem = None
         if answer.stopped:
             answer.text, answer.citations = text, citations

@@ -257,3 +257,11 @@ def test_an_answer_that_obeys_a_document_is_withheld(tmp_path, embedder):
     lib.close()
     assert answer.abstained and "PWNED" not in answer.text
     assert "instruction" in answer.text
+
+
+def test_a_leading_citation_marker_moves_to_the_end(manual_library):
+    engine = AnswerEngine(manual_library, ScriptedModel("[1] It is stored in locker 12."), abstain_below=0.3)
+    stream = engine.ask("Where is the spare impeller stored?")
+    "".join(stream)
+    assert stream.result.text == "It is stored in locker 12 [1]."
+    assert [c.n for c in stream.result.citations] == [1]
