@@ -286,6 +286,9 @@ class AnswerEngine:
         return self.library.search(question, k=max(CANDIDATES, self.k), collection=collection)
 
     def select(self, question: str, candidates: list[Passage]) -> Evidence:
+        whole = getattr(self.library, "whole_sentences", None)
+        if whole is not None:
+            candidates = whole(candidates)
         return select_evidence(question, candidates, self.library.embedder,
                                max_chars=self.evidence_chars, max_lines=self.k)
 

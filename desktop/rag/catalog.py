@@ -349,6 +349,13 @@ class Catalog:
                 out[r["chunk_id"]] = StoredChunk(**{k: r[k] for k in r.keys()})
         return out
 
+    def text_before(self, doc_id: int, page: int | None, char_start: int) -> tuple[int, str] | None:
+        """(start, text) of the stored chunk of the same page that runs into ``char_start``."""
+        rows = self._query(
+            "SELECT char_start, text FROM chunks WHERE doc_id=? AND page IS ? AND char_start<? AND char_end>=? "
+            "ORDER BY char_start DESC LIMIT 1", (doc_id, page, char_start, char_start))
+        return (rows[0]["char_start"], rows[0]["text"]) if rows else None
+
     def iter_chunks(self, collection: str, batch: int = 256) -> Iterator[list[StoredChunk]]:
         last = -1
         while True:

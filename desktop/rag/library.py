@@ -140,6 +140,31 @@ class Library:
         return hybrid_search(self.catalog, self.store, self.embedder, query, collection, k, mode)
 
     # ---------------------------------------------------------------- indexing
+    def whole_sentences(self, passages: list[Passage], max_chars: int = 400) -> list[Passage]:
+        """Passages that start mid-sentence (chunks overlap) extended back to the sentence start,
+        from the stored text before them, so evidence and quotes begin where the sentence does."""
+        from dataclasses import replace
+
+        out = []
+        for p in passages:
+            head = p.text[:1]
+            if not head or not (head.islower() or head in ",;:)") or p.char_start == 0:
+                out.append(p)
+                continue
+            before = self.catalog.text_before(p.doc_id, p.page, p.char_start)
+            if before is None:
+                out.append(p)
+                continue
+            start, text = before
+            prefix = text[: p.char_start - start][-max_chars:]
+            cut = max(prefix.rfind(". "), prefix.rfind("? "), prefix.rfind("! "), prefix.rfind("\n"))
+            if cut < 0:
+                out.append(p)
+                continue
+            prefix = prefix[cut + 1:].lstrip()
+            out.append(replace(p, char_start=p.char_start - len(prefix), text=prefix + p.text))
+        return out
+
     def index(
         self,
         paths: Iterable[str | os.PathLike],

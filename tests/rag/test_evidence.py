@@ -84,3 +84,18 @@ def test_the_abstention_model_rises_with_each_signal(better):
     up = list(base)
     up[better] = 0.8
     assert probability(up) > probability(base)
+
+
+def test_a_passage_that_starts_mid_sentence_is_extended_to_the_sentence_start(library, tmp_path):
+    words = " ".join(f"Filler sentence number {i} talks about the weather." for i in range(60))
+    text = words + " In the east wing the relief valve, which was replaced in 2019, opens at 8 bar. " + words
+    doc = tmp_path / "manual.txt"
+    doc.write_text(text)
+    assert not library.index([doc]).failed
+    passages = library.search("At what pressure does the relief valve open?", k=10)
+    mid = [p for p in passages if p.text[:1].islower()]
+    assert mid, "the test needs a chunk that starts inside a sentence"
+    for p, whole in zip(passages, library.whole_sentences(passages), strict=True):
+        assert text[whole.char_start:whole.char_end] == whole.text  # still the page's own text
+        if p in mid:
+            assert whole.char_start < p.char_start and whole.text[:1].isupper()
