@@ -246,3 +246,26 @@ def test_cli_reports_progress_when_not_on_a_terminal(sprig_home, tmp_path):
                             text=True, env={**os.environ, "SPRIG_HOME": str(sprig_home)}, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "[1/2] n0.txt" in result.stderr and "[2/2] n1.txt" in result.stderr
+
+
+def test_the_window_answering_phones_nowhere_and_writes_only_the_data_folder(tmp_path, embedder, gemma_path):
+    from desktop.config import Paths, Settings
+
+    home, data, docs = tmp_path / "home", tmp_path / "data", tmp_path / "docs"
+    home.mkdir()
+    docs.mkdir()
+    (docs / "notes.txt").write_text("The generator is tested on the first Monday of each month.\n")
+    _seed_models(embedder, data, gemma_path)
+    Settings(model="bundled-gemma", max_answer_tokens=24, abstain_below=0.0).save(Paths(data).settings)
+    env = {**_clean_env(home, data), "QT_QPA_PLATFORM": "offscreen"}
+    cmd = [sys.executable, str(REPO / "tests" / "ui" / "answer_driver.py"), str(data), str(docs),
+           "When is the generator tested?"]
+    strace = shutil.which("strace")
+    trace = tmp_path / "trace.txt"
+    if strace:
+        cmd = [strace, "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(trace), *cmd]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "ANSWER" in run.stdout, run.stdout[-2000:] + run.stderr[-3000:]
+    assert sorted(p.name for p in home.iterdir()) == [], sorted(str(p) for p in home.rglob("*"))
+    if strace:
+        assert _inet_attempts(trace) == [], trace.read_text()[-3000:]
