@@ -129,8 +129,13 @@ class Embedder:
                     self._model = _OnnxEncoder(path, self.model_dir, self.threads)
             return self._model
 
-    def embed(self, texts: list[str]):
-        """A float32 array of shape (len(texts), 384), each row of unit length."""
+    def embed(self, texts: list[str], batched: bool = False):
+        """A float32 array of shape (len(texts), 384), each row of unit length.
+
+        ``batched``: short texts scored on the fly (evidence sentences) run in padded batches of
+        16, 1.9x faster here for 50 sentences; stored vectors stay one text per call, so a
+        vector never depends on which texts were embedded with it.
+        """
         import numpy as np
 
         if not texts:
@@ -145,7 +150,8 @@ class Embedder:
                 show_progress_bar=False,
             )
         else:
-            vectors = model.encode(list(texts), self.batch_size)
+            vectors = (model.encode(list(texts), 16, per_text=False) if batched
+                       else model.encode(list(texts), self.batch_size))
         return vectors.astype(np.float32, copy=False)
 
     def embed_query(self, text: str):
@@ -206,12 +212,13 @@ class _OnnxEncoder:
         self.tokenizer = tokenizer
         self.per_text = per_text
 
-    def encode(self, texts: list[str], batch_size: int = 32):
+    def encode(self, texts: list[str], batch_size: int = 32, per_text: bool | None = None):
         import numpy as np
 
         out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        step = 1 if self.per_text else max(1, batch_size)
+        one_by_one = self.per_text if per_text is None else per_text
+        step = 1 if one_by_one else max(1, batch_size)
         for start in range(0, len(order), step):
             idx = order[start : start + step]
             out[idx] = self._run([texts[i] for i in idx])

@@ -201,7 +201,7 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
         df = sum(1 for st in sentence_terms if t in st)
         weights[t] = math.log(1 + n / (1 + df)) + 0.5
     qvec = embedder.embed_query(question)
-    vecs = embedder.embed([s.text for s in sentences])
+    vecs = embedder.embed([s.text for s in sentences], batched=True)
     cos = np.asarray(vecs @ qvec, dtype=np.float32)
     rank_of = {p.chunk_id: i for i, p in enumerate(passages)}
     scored = []
