@@ -244,7 +244,8 @@ def _check_field(name: str, value, default, limits):
     return default, None
 
 
-def _aside_name(path: Path, label: str) -> Path:
+def aside_name(path: Path, label: str) -> Path:
+    """A free name beside ``path`` for keeping it: ``NAME.LABEL-YYYYmmdd-HHMMSS[-n]``."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.{label}-{stamp}")
     n = 1
@@ -255,13 +256,13 @@ def _aside_name(path: Path, label: str) -> Path:
 
 
 def _move_aside(path: Path, label: str) -> Path:
-    target = _aside_name(path, label)
+    target = aside_name(path, label)
     os.replace(path, target)
     return target
 
 
 def _copy_aside(path: Path, label: str) -> Path:
-    target = _aside_name(path, label)
+    target = aside_name(path, label)
     shutil.copy2(path, target)
     return target
 

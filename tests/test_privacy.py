@@ -57,12 +57,18 @@ def _inet_attempts(trace: Path) -> list[str]:
             or "htons(53)" in line]
 
 
-def test_cli_search_and_ask_phone_nowhere_and_write_only_the_data_folder(tmp_path, embedder, gemma_path):
+def _fresh_install(tmp_path, embedder, gemma_path) -> tuple[Path, Path, Path]:
+    """(home, data folder, documents): an empty HOME, a warm data folder, one note to index."""
     home, data, docs = tmp_path / "home", tmp_path / "data", tmp_path / "docs"
     home.mkdir()
     docs.mkdir()
     (docs / "notes.txt").write_text("The generator is tested on the first Monday of each month.\n")
     _seed_models(embedder, data, gemma_path)
+    return home, data, docs
+
+
+def test_cli_search_and_ask_phone_nowhere_and_write_only_the_data_folder(tmp_path, embedder, gemma_path):
+    home, data, docs = _fresh_install(tmp_path, embedder, gemma_path)
     env = _clean_env(home, data)
     strace = shutil.which("strace")
     traces = []
@@ -251,11 +257,7 @@ def test_cli_reports_progress_when_not_on_a_terminal(sprig_home, tmp_path):
 def test_the_window_answering_phones_nowhere_and_writes_only_the_data_folder(tmp_path, embedder, gemma_path):
     from desktop.config import Paths, Settings
 
-    home, data, docs = tmp_path / "home", tmp_path / "data", tmp_path / "docs"
-    home.mkdir()
-    docs.mkdir()
-    (docs / "notes.txt").write_text("The generator is tested on the first Monday of each month.\n")
-    _seed_models(embedder, data, gemma_path)
+    home, data, docs = _fresh_install(tmp_path, embedder, gemma_path)
     Settings(model="bundled-gemma", max_answer_tokens=24, abstain_below=0.0).save(Paths(data).settings)
     env = {**_clean_env(home, data), "QT_QPA_PLATFORM": "offscreen"}
     cmd = [sys.executable, str(REPO / "tests" / "ui" / "answer_driver.py"), str(data), str(docs),

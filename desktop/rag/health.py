@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from desktop.config import Paths, Settings
+from desktop.config import Paths, Settings, aside_name
 from desktop.rag.types import Progress
 
 SAMPLE_PER_COLLECTION = 64
@@ -206,12 +206,7 @@ def move_aside(chroma_dir: Path) -> Path | None:
     """Rename a damaged Chroma folder to chroma.damaged-YYYYmmdd-HHMMSS (kept, not deleted)."""
     if not chroma_dir.exists():
         return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = chroma_dir.with_name(f"{chroma_dir.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = chroma_dir.with_name(f"{chroma_dir.name}.damaged-{stamp}-{n}")
+    target = aside_name(chroma_dir, "damaged")
     chroma_dir.rename(target)
     return target
 
@@ -251,8 +246,7 @@ def repair_catalog(paths: Paths) -> CatalogRepair:
             return CatalogRepair("ok")
     except CatalogDamaged:
         pass
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    moved = paths.catalog.with_name(f"{paths.catalog.name}.damaged-{stamp}")
+    moved = aside_name(paths.catalog, "damaged")
     paths.catalog.rename(moved)
     for suffix in ("-wal", "-shm"):  # journals belong to the damaged file
         side = paths.catalog.with_name(paths.catalog.name + suffix)
