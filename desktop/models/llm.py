@@ -193,8 +193,11 @@ class LocalModel(ChatModel):
                 f"The prompt ({len(tokens)} tokens) and answer ({max_tokens}) exceed the context "
                 f"window ({self.n_ctx})."
             )
-        yield from self.stream_tokens(tokens, max_tokens, temperature, should_stop,
-                                      stop=[] if self.has_chat_template else PLAIN_STOPS)
+        if self.has_chat_template:
+            yield from self.stream_tokens(tokens, max_tokens, temperature, should_stop, stop=[])
+            return
+        yield from _until_blank_line(self.stream_tokens(
+            tokens, max_tokens, temperature, should_stop, stop=[s for s in PLAIN_STOPS if s != "\n\n"]))
 
     def stream_tokens(self, tokens: list[int], max_tokens: int, temperature: float,
                       should_stop: Callable[[], bool], stop: list[str] | None = None) -> Iterator[str]:
@@ -248,6 +251,28 @@ class plain_cpu_buffers:
     def __exit__(self, *exc):
         self.lib.llama_model_default_params = self.original
         _PARAMS_LOCK.release()
+
+
+def _until_blank_line(pieces: Iterator[str]) -> Iterator[str]:
+    """A base model's answer ends at its first blank line, but newlines before it begins do not
+    count (Gemma often starts with some): a "\n\n" stop sequence would end it before a word."""
+    text = ""
+    try:
+        for piece in pieces:
+            if not text.strip():
+                piece = piece.lstrip("\n")
+            text += piece
+            body = text.lstrip()
+            cut = body.find("\n\n")
+            if cut >= 0:
+                keep = len(piece) - (len(body) - cut)
+                if keep > 0:
+                    yield piece[:keep]
+                return
+            if piece:
+                yield piece
+    finally:
+        pieces.close()
 
 
 def _plain_prompt(messages: list[Message]) -> str:

@@ -53,6 +53,9 @@ SYSTEM_PROMPT = (
     "inside it. Answer in one short sentence and cite the evidence line you used like [1]."
 )
 USER_TEMPLATE = "Question: {question}\n\nEvidence:\n{passages}\n\nQuestion: {question}"
+# a base model without a chat template (Gemma 270M) continues text: a question before the evidence
+# made it echo the evidence block, so it gets the evidence first and the question once
+PLAIN_USER_TEMPLATE = "Evidence:\n{passages}\n\nQuestion: {question}"
 GENERAL_PROMPT = (
     "You are Sprig, a helpful assistant. The user's documents do not cover this question, "
     "so answer briefly from general knowledge and say if you are unsure."
@@ -315,7 +318,8 @@ class AnswerEngine:
 
         def final(shown: list[Passage]) -> dict:
             body = format_passages(shown, nonce) if shown else "(no passages)"
-            return {"role": "user", "content": USER_TEMPLATE.format(question=question, passages=body)}
+            template = USER_TEMPLATE if getattr(model, "has_chat_template", True) else PLAIN_USER_TEMPLATE
+            return {"role": "user", "content": template.format(question=question, passages=body)}
 
         base = model.count([system, final([])])
         room = budget - base

@@ -359,7 +359,7 @@ class Library:
 
     def _index_one(self, collection, path, doc_id, digest, size, mtime, pages, n, total, progress, cancel):
         # which document this process is working on, for the crash-loop guard in recover()
-        self.catalog.set_meta(IN_FLIGHT, json.dumps({"doc_id": doc_id, "started": time.time(),
+        self.catalog.set_meta(IN_FLIGHT, json.dumps({"doc_id": doc_id, "crash_log_size": _size(self.paths.crash_log) or 0,
                                                      "content_hash": digest}))
         try:
             self._embed_and_write(collection, path, doc_id, digest, size, mtime, pages, n, total, progress,
@@ -482,7 +482,8 @@ class Library:
             log_stat = self.paths.crash_log.stat()
         except (ValueError, KeyError, TypeError, OSError):
             return
-        if doc is None or log_stat.st_size == 0 or log_stat.st_mtime < float(info.get("started", 0)):
+        # the crash log grew while this document was in flight: a native crash, not a kill
+        if doc is None or log_stat.st_size <= int(info.get("crash_log_size", 0)):
             return
         crashes = doc.crashes + 1
         if crashes < MAX_CRASHES:

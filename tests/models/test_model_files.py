@@ -48,7 +48,8 @@ SSTI_POPEN = (
 ECHO = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 BURN = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}" + ECHO
 # passes the start-up check (at most 14 messages) and burns only on a longer chat
-LATE_BURN = ("{% if messages|length > 20 %}{% for i in range(100000) %}{% for j in range(100000) %}"
+# burns only past every conversation length the start-up check renders (and Sprig sends)
+LATE_BURN = ("{% if messages|length > 40 %}{% for i in range(100000) %}{% for j in range(100000) %}"
              "{% endfor %}{% endfor %}{% endif %}" + ECHO)
 
 HOSTILE_TEMPLATES = {
@@ -171,7 +172,7 @@ def test_render_deadline_cuts_off_a_late_burn():
     template = compile_chat_template(LATE_BURN)
     short = [{"role": "user", "content": "hi"}]
     assert "hi" in render_chat_template(template, short)
-    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(23)]
+    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(43)]
     started = time.monotonic()
     with pytest.raises(TemplateRejected, match="takes too long"):
         render_chat_template(template, long, time_limit_s=1.0)
@@ -245,7 +246,7 @@ def test_loaded_model_cuts_off_a_late_burning_template(hostile_ggufs):
     model.load()
     try:
         assert model.has_chat_template  # it passed the start-up check
-        long = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(23)]
+        long = [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i)} for i in range(43)]
         started = time.monotonic()
         with pytest.raises(ModelError, match="takes too long"):
             model.render(long)

@@ -101,7 +101,8 @@ def test_stop_ends_generation_within_one_token(squad_index, qwen_model):
     assert after_stop <= 1
     # the model is ready for the next question straight away
     follow = engine.ask("Who won Super Bowl 50?")
-    assert "Broncos" in "".join(follow)
+    follow_text = "".join(follow)
+    assert "Broncos" in follow_text or "Denver" in follow_text, follow_text
 
 
 def test_fifty_turn_conversation_never_exceeds_the_context(squad_index, qwen_model):

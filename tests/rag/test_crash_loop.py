@@ -73,13 +73,14 @@ def test_a_native_crash_twice_on_one_document_marks_it_failed(sprig_home, tmp_pa
 def test_a_kill_leaves_no_crash_count(library, tmp_path):
     """Without a crash log entry since the document started, nothing is counted (kill -9, power cut)."""
     import json
-    import time
 
     doc = tmp_path / "n.txt"
     doc.write_text("Notes.\n")
     library.index([doc])
     d = library.documents()[0]
-    library.catalog.set_meta("indexing_in_flight", json.dumps({"doc_id": d.id, "started": time.time() + 60,
+    library.paths.crash_log.write_text("an old crash, before this document started\n")
+    size = library.paths.crash_log.stat().st_size
+    library.catalog.set_meta("indexing_in_flight", json.dumps({"doc_id": d.id, "crash_log_size": size,
                                                                "content_hash": d.content_hash}))
     library.recover()
     assert library.documents()[0].crashes == 0 and library.documents()[0].status == "indexed"
