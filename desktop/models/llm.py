@@ -254,8 +254,8 @@ class plain_cpu_buffers:
 
 
 def _until_blank_line(pieces: Iterator[str]) -> Iterator[str]:
-    """A base model's answer ends at its first blank line, but newlines before it begins do not
-    count (Gemma often starts with some): a "\n\n" stop sequence would end it before a word."""
+    """A base model's answer is its first line; newlines before it begins do not count (Gemma
+    often starts with some): a "\n\n" stop sequence would end it before a word."""
     text = ""
     try:
         for piece in pieces:
@@ -263,7 +263,7 @@ def _until_blank_line(pieces: Iterator[str]) -> Iterator[str]:
                 piece = piece.lstrip("\n")
             text += piece
             body = text.lstrip()
-            cut = body.find("\n\n")
+            cut = body.find("\n")  # one line: after it a base model echoes evidence or rambles
             if cut >= 0:
                 keep = len(piece) - (len(body) - cut)
                 if keep > 0:
