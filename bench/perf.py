@@ -248,6 +248,10 @@ def bench_model(ctx: Context, key: str, lib, questions) -> None:
     model.close()
 
 
+def first_missing(timings: dict) -> bool:
+    return "first_token_s" not in timings or "prefill_s" not in timings
+
+
 def bench_ttft(ctx: Context, lib, model, questions) -> None:
     """Time to first token for real questions through AnswerEngine.ask (the evidence pipeline).
 
@@ -283,12 +287,17 @@ def bench_ttft(ctx: Context, lib, model, questions) -> None:
         ask(picks[(i + 1) % len(picks)]["question"])  # another question leaves only the shared prefix
         warm, warm_result = ask(question)
         tm = result.timings
+        if first_missing(tm) or first_missing(warm_result.timings):
+            continue  # no evidence for this question: nothing was generated to time
         runs.append({"ttft_s": cold, "ttft_warm_s": warm, "query_embedding_s": embed_s,
                      "retrieval_s": tm["retrieve_s"] - embed_s, "evidence_s": tm.get("evidence_s", 0.0),
                      "prompt_build_s": tm["first_token_s"] - tm["retrieve_s"] - tm.get("evidence_s", 0.0)
                      - tm["prefill_s"],
                      "prefill_s": tm["prefill_s"], "prefill_warm_s": warm_result.timings["prefill_s"],
                      "prompt_tokens": result.prompt_tokens, "passages": len(result.passages)})
+    if not runs:
+        ctx.results["ttft"] = {"runs": [], "error": "no question produced evidence to answer from"}
+        return
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     ctx.results["ttft"] = {"runs": runs, "median": med, "model": model.path.name,
                            "note": "cold: context reset before each question; warm: the fixed "
