@@ -64,6 +64,7 @@ ABSTAIN_TEXT = "I couldn't find this in your documents."
 UNSUPPORTED_TEXT = "The passages I found don't support an answer to this"
 QUOTE_TEXT = "Your documents say:"
 GENERAL_LABEL = "From the model's general knowledge, not from your documents:"
+OBEYED_DOCUMENT = "it repeats an instruction written in a document"
 CANDIDATES = 10  # passages taken from retrieval for sentence selection
 
 
@@ -228,7 +229,7 @@ class AnswerStream:
         if not CITE.sub("", text).strip(" .,;:") or is_refusal(text):
             problem = "refused"
         elif instruction_payload(text, self.question, shown):
-            problem = "it repeats an instruction written in a document"
+            problem = OBEYED_DOCUMENT
         else:
             if not citations:
                 match = attribute(text, self.question, shown)
@@ -243,7 +244,7 @@ class AnswerStream:
             answer.claims = check_claims(text, self.question, shown)
             return
         answer.unsupported = "" if problem == "refused" else text
-        if problem != "refused" and "instruction" in problem:
+        if problem == OBEYED_DOCUMENT:
             # the draft obeyed a document: never show it, and never quote the instruction either
             answer.abstained = True
             answer.mode = "abstained"

@@ -246,6 +246,3 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
     best = scored[0]
     return Evidence(lines, top_similarity, float(cos[best[1]]), best[2], len(set(q_terms)))
 
-
-def format_evidence(lines: list[EvidenceLine], neutralise) -> str:
-    return "\n".join(f"[{e.n}] {neutralise(e.text)}" for e in lines)

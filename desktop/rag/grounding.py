@@ -216,6 +216,3 @@ def instruction_payload(text: str, question: str, passages: list[Passage]) -> bo
                     return True
     return False
 
-
-def looks_like_instruction(text: str) -> bool:
-    return bool(_INSTRUCTION.search(text))
