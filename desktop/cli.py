@@ -118,7 +118,7 @@ def cmd_search(args) -> int:
 
 def _passage_json(p) -> dict:
     return {
-        "file": p.path,
+        "path": p.path,
         "page": p.page,
         "text": p.text,
         "score": p.score,

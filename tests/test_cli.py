@@ -34,11 +34,11 @@ def test_index_search_docs_remove(sprig_home, tmp_path):
 
     hits = json.loads(sprig("search", "When is the backup generator tested?", "-k", "3", "--collection", "work",
                             "--json", home=sprig_home).stdout)
-    assert hits[0]["file"] == str(notes)
-    assert {"file", "page", "text", "score"} <= set(hits[0])
+    assert hits[0]["path"] == str(notes)
+    assert {"path", "page", "text", "score"} <= set(hits[0])
     pdf_hits = json.loads(sprig("search", "Amcor fiscal 2023 results outlook", "--collection", "work", "--json",
                                 home=sprig_home).stdout)
-    assert pdf_hits[0]["file"] == str(pdf) and isinstance(pdf_hits[0]["page"], int)
+    assert pdf_hits[0]["path"] == str(pdf) and isinstance(pdf_hits[0]["page"], int)
 
     docs = json.loads(sprig("docs", "--json", home=sprig_home).stdout)
     by_path = {d["path"]: d for d in docs}

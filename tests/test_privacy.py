@@ -82,7 +82,7 @@ def test_cli_search_and_ask_phone_nowhere_and_write_only_the_data_folder(tmp_pat
 
     assert run("index", str(docs)).returncode == 0
     hits = json.loads(run("search", "When is the generator tested?", "--json").stdout)
-    assert hits and hits[0]["file"].endswith("notes.txt")
+    assert hits and hits[0]["path"].endswith("notes.txt")
     asked = run("ask", "When is the generator tested?", "--model", "bundled-gemma", "--json")
     assert asked.returncode == 0, asked.stderr[-2000:]
     answer = json.loads(asked.stdout)

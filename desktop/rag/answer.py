@@ -97,10 +97,10 @@ class Answer:
             "signals": {k: round(v, 4) for k, v in self.signals.items()},
             "citations": [c.as_json() for c in self.citations],
             "claims": [c.as_json() for c in self.claims],
-            "evidence": [{"n": i, "file": p.path, "page": p.page, "char_start": p.char_start,
+            "evidence": [{"n": i, "path": p.path, "page": p.page, "char_start": p.char_start,
                           "char_end": p.char_end, "text": p.text}
                          for i, p in enumerate(self.passages, start=1)],
-            "nearest": [{"file": p.path, "page": p.page, "text": p.text, "similarity": p.similarity}
+            "nearest": [{"path": p.path, "page": p.page, "text": p.text, "similarity": p.similarity}
                         for p in self.nearest],
             "unsupported_draft": self.unsupported or None,
             "timings": self.timings,

@@ -239,7 +239,7 @@ def test_a_grounded_answer_keeps_its_words_and_each_sentence_is_checked(manual_l
     data = answer.as_json()
     assert [c["supported"] for c in data["claims"]] == [True, False]
     assert {"answer", "abstained", "citations", "evidence", "claims"} <= set(data)
-    assert {"n", "file", "page", "text"} <= set(data["citations"][0])
+    assert {"n", "path", "page", "text"} <= set(data["citations"][0])
 
 
 def test_an_answer_that_obeys_a_document_is_withheld(tmp_path, embedder):
