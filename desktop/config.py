@@ -133,6 +133,8 @@ class Settings:
     model: str = "bundled-qwen"
     # an OpenAI-compatible endpoint (llama.cpp's server); empty = run the model in-process
     model_endpoint: str = ""
+    # sent as "Authorization: Bearer KEY" to model_endpoint (empty = none)
+    model_api_key: str = ""
     # greedy decoding: measured 29/40 vs 25/40 at 0.2 on SQuAD answers (bench notes in README)
     temperature: float = field(default=0.0, metadata=_limits(0.0, 2.0))
     context_size: int = field(default=4096, metadata=_limits(512, 32768))
@@ -147,6 +149,8 @@ class Settings:
     allow_general_knowledge: bool = False
     # store: empty = embedded Chroma in the data folder; "http://host:port" = a Chroma server
     chroma_url: str = ""
+    # sent as "Authorization: Bearer TOKEN" to chroma_url (empty = none)
+    chroma_token: str = ""
     system_prompts: dict[str, str] = field(default_factory=dict)
     # parser limits
     parse_timeout_s: float = field(default=120.0, metadata=_limits(5.0, 3600.0))
@@ -154,6 +158,10 @@ class Settings:
     max_file_mb: int = field(default=200, metadata=_limits(1, 4096))
     # window state
     last_collection: str = "default"
+    # QWidget.saveGeometry() of the main window, base64; empty = the default size
+    window_geometry: str = ""
+    # pane sizes in pixels: "side,chat/chats,documents"; empty = the defaults
+    splitter_sizes: str = ""
     auto_load_model: bool = True
     # not saved: what ``load`` had to correct, for the caller to show
     problems: list[str] = field(default_factory=list, repr=False, compare=False,
