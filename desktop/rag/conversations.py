@@ -58,6 +58,43 @@ class Conversation:
         return [m.as_history() for m in self.messages if not m.meta.get("abstained")]
 
 
+def source_dict(passage, n: int | None = None, matched: bool = False) -> dict:
+    """What a message keeps about a passage, so its sources show again after a restart."""
+    return {
+        "n": n,
+        "path": passage.path,
+        "page": passage.page,
+        "char_start": passage.char_start,
+        "char_end": passage.char_end,
+        "text": passage.text,
+        "score": passage.score,
+        "similarity": passage.similarity,
+        "bm25": passage.bm25,
+        "matched": matched,
+    }
+
+
+def answer_meta(answer, collection: str, model_name: str = "") -> dict:
+    """What an answer message keeps besides its text (the window and ``sprig ask --chat`` alike)."""
+    return {
+        "mode": answer.mode,
+        "abstained": answer.abstained,
+        "stopped": answer.stopped,
+        "collection": collection,
+        "model": model_name,
+        "citations": [source_dict(c.passage, c.n, c.matched) for c in answer.citations],
+        "claims": [c.as_json() for c in answer.claims],
+        "confidence": answer.confidence,
+        "nearest": [source_dict(p) for p in answer.nearest],
+        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
+    }
+
+
+def title_from(question: str) -> str:
+    words = " ".join(question.split())
+    return words if len(words) <= 48 else words[:47].rstrip() + "…"
+
+
 class ChatStore:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -100,6 +137,18 @@ class ChatStore:
                 "SELECT id, title, collection, created, updated FROM conversations ORDER BY updated DESC, id DESC"
             ).fetchall()
         return [Conversation(*row) for row in rows]
+
+    def find(self, title: str) -> Conversation | None:
+        """The most recently updated chat with this exact title (surrounding spaces ignored)."""
+        title = title.strip()
+        return next((c for c in self.list() if c.title.strip() == title), None)
+
+    def message_counts(self) -> dict[int, int]:
+        """conversation id -> number of messages saved in it."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT conversation_id, COUNT(*) FROM messages GROUP BY conversation_id").fetchall()
+        return {cid: n for cid, n in rows}
 
     def load(self, conversation_id: int) -> Conversation | None:
         with self._lock:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop.rag.conversations import ChatStore, Conversation, Message
+from desktop.rag.conversations import (
+    ChatStore,
+    Conversation,
+    Message,
+    answer_meta,
+    source_dict,  # noqa: F401 - re-exported: what a message keeps about a passage
+    title_from,
+)
 from desktop.ui.engine import EngineController
 from desktop.ui.errors import user_message
 from desktop.ui.workers import Worker
@@ -22,42 +29,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "New chat"
 SAVE_EVERY_S = 1.0  # a streaming answer is saved this often, so a crash loses little
-
-
-def source_dict(passage, n: int | None = None, matched: bool = False) -> dict:
-    """What a message keeps about a passage, so its sources show again after a restart."""
-    return {
-        "n": n,
-        "path": passage.path,
-        "page": passage.page,
-        "char_start": passage.char_start,
-        "char_end": passage.char_end,
-        "text": passage.text,
-        "score": passage.score,
-        "similarity": passage.similarity,
-        "bm25": passage.bm25,
-        "matched": matched,
-    }
-
-
-def answer_meta(answer, collection: str, model_name: str = "") -> dict:
-    return {
-        "mode": answer.mode,
-        "abstained": answer.abstained,
-        "stopped": answer.stopped,
-        "collection": collection,
-        "model": model_name,
-        "citations": [source_dict(c.passage, c.n, c.matched) for c in answer.citations],
-        "claims": [c.as_json() for c in answer.claims],
-        "confidence": answer.confidence,
-        "nearest": [source_dict(p) for p in answer.nearest],
-        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
-    }
-
-
-def title_from(question: str) -> str:
-    words = " ".join(question.split())
-    return words if len(words) <= 48 else words[:47].rstrip() + "…"
 
 
 @dataclass
