@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from desktop.display import display_name
 from desktop.rag.conversations import Conversation, Message
 from desktop.ui.dnd import local_paths
-from desktop.ui.markdown import MarkdownView
+from desktop.ui.markdown import UNSUPPORTED_NOTE, MarkdownView
 
 RENDER_INTERVAL_MS = 50
 
@@ -43,7 +43,7 @@ def scores_tooltip(source: dict) -> str:
     return "\n".join(lines)
 
 
-UNSUPPORTED_MARK = " *(not supported by the cited evidence)*"
+UNSUPPORTED_MARK = f" *{UNSUPPORTED_NOTE}*"  # drawn in the palette's warning colour
 
 
 def display_text(content: str, citations: list[dict], abstained: bool = False,

@@ -3,6 +3,9 @@
 The view is a ``QTextBrowser`` that loads no resource at all (no image, no style sheet, no
 file, nothing remote), parses Markdown without raw HTML, and follows no link by itself:
 only ``cite:N`` links (the citation numbers) do anything, and the owner decides what.
+
+Citation numbers are drawn as chips and the "not supported" note in the warning colour,
+both taken from the palette (``desktop.ui.theme``) and redrawn when the palette changes.
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ from __future__ import annotations
 import re
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QTextDocument
+from PySide6.QtGui import QFont, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser
 
+from desktop.ui.theme import Colors, follows_palette_change
+
 CITE_SCHEME = "cite"
+# put after a sentence the evidence does not support (desktop.ui.chat), drawn as a warning
+UNSUPPORTED_NOTE = "(not supported by the cited evidence)"
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\](?!\()")
 _FENCE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
 
@@ -87,7 +94,46 @@ class MarkdownView(QTextBrowser):
             return
         self._markdown = source
         self.document().setMarkdown(source, MARKDOWN_FEATURES)
+        self._decorate()
         self._fit()
+
+    def _decorate(self) -> None:
+        """Citation links as chips, the "not supported" note in the warning colour."""
+        if CITE_SCHEME + ":" not in self._markdown and UNSUPPORTED_NOTE not in self._markdown:
+            return
+        colors = Colors.from_palette()
+        doc = self.document()
+        chip = QTextCharFormat()
+        chip.setForeground(colors.chip_text)
+        chip.setBackground(colors.chip)
+        chip.setFontUnderline(False)
+        chip.setFontWeight(QFont.Weight.DemiBold)
+        spans = []  # found first, formatted after: formatting splits and merges fragments
+        block = doc.begin()
+        while block.isValid():
+            for piece in block:
+                fragment = piece.fragment()
+                if fragment.charFormat().anchorHref().startswith(CITE_SCHEME + ":"):
+                    spans.append((fragment.position(), fragment.position() + fragment.length()))
+            block = block.next()
+        for start, end in spans:
+            cursor = QTextCursor(doc)
+            cursor.setPosition(start)
+            cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
+            cursor.mergeCharFormat(chip)
+        warning = QTextCharFormat()
+        warning.setForeground(colors.warning)
+        cursor = doc.find(UNSUPPORTED_NOTE)
+        while not cursor.isNull():
+            cursor.mergeCharFormat(warning)
+            cursor = doc.find(UNSUPPORTED_NOTE, cursor)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if follows_palette_change(event) and self._markdown:
+            # the chips carry colours of their own: draw them again in the new palette's
+            self.document().setMarkdown(self._markdown, MARKDOWN_FEATURES)
+            self._decorate()
 
     def markdown(self) -> str:
         return self._markdown

@@ -33,28 +33,12 @@ from desktop.ui.dnd import carries_files, local_paths
 from desktop.ui.documents import DocumentsPanel
 from desktop.ui.engine import EngineController, needs_assembly
 from desktop.ui.indexing import IndexingController
+from desktop.ui.theme import PaletteFollower
 from desktop.ui.viewer import SourceViewer
 from desktop.ui.watcher import FolderWatcher
 from desktop.ui.workers import await_workers
 
 log = logging.getLogger(__name__)
-
-STYLE = """
-#panelTitle { font-weight: 600; font-size: 11pt; }
-#chatTitle { font-weight: 600; font-size: 12pt; }
-#hint { color: #6b6b6b; }
-#status { color: #6b6b6b; font-style: italic; }
-#error { color: #b3261e; }
-#who { font-weight: 600; color: #35503a; }
-#userMessage { background: #eef3ec; border-radius: 8px; }
-#answerMessage { background: #ffffff; border: 1px solid #dde3dc; border-radius: 8px; }
-#sourcesTitle { color: #35503a; font-weight: 600; margin-top: 4px; }
-#source { background: #f6f8f5; border-left: 3px solid #7aa37f; border-radius: 3px; }
-#source:hover { background: #eaf1e8; }
-#sourceHead { font-weight: 600; }
-#sourceSnippet { color: #444444; }
-#transcript { background: #fafbf9; }
-"""
 
 SHORTCUTS = [
     ("Enter", "Send the question"),
@@ -70,6 +54,17 @@ SHORTCUTS = [
     ("Ctrl+,", "Settings"),
     ("Ctrl+Q", "Quit"),
 ]
+
+
+def parse_splitter_sizes(text: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``"side,chat/chats,documents"`` as numbers; None for anything else."""
+    try:
+        panes = tuple(tuple(int(n) for n in part.split(",")) for part in text.split("/"))
+    except ValueError:
+        return None
+    if len(panes) != 2 or any(len(p) != 2 or min(p) < 0 or sum(p) == 0 for p in panes):
+        return None
+    return panes  # type: ignore[return-value]
 
 
 class MainWindow(QMainWindow):
@@ -102,7 +97,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Sprig")
         self.resize(1320, 840)
         self.setAcceptDrops(True)
-        self.setStyleSheet(STYLE)
+        self.theme = PaletteFollower(self)  # colours from the palette, light or dark
 
         self.indexing = IndexingController(library, self)
         self.engine = EngineController(library, self.settings, paths, engine=engine, loader=engine_loader, parent=self)
@@ -118,7 +113,7 @@ class MainWindow(QMainWindow):
         self.viewer = SourceViewer()
         self.viewer.hide()
 
-        left = QSplitter(Qt.Orientation.Vertical)
+        self.side_splitter = left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.chats_panel)
         left.addWidget(self.documents)
         left.setStretchFactor(0, 2)
@@ -131,6 +126,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([360, 960, 0])
         self.setCentralWidget(self.splitter)
+        self._restore_layout()
 
         self._build_status_bar()
         self._build_menus()
@@ -199,7 +195,7 @@ class MainWindow(QMainWindow):
         self.chat_view.source_clicked.connect(self.open_source)
         self.chat_view.files_dropped.connect(self.add_paths)
         self.chat_view.input.escape_pressed.connect(self.escape)
-        self.viewer.closed.connect(lambda: self.splitter.setSizes([360, 960, 0]))
+        self.viewer.closed.connect(self._fold_viewer)
         self.chat.conversation_opened.connect(self._on_conversation_opened)
         self.engine.state_changed.connect(self._on_engine_state)
         self.indexing.state_changed.connect(self._update_index_status)
@@ -208,6 +204,28 @@ class MainWindow(QMainWindow):
         self.indexing.job_failed.connect(self._on_index_failed)
         self.indexing.folders_changed.connect(self.watcher.refresh)
         self.watcher.changed.connect(self.indexing.sync)
+
+    def _restore_layout(self) -> None:
+        """Size, place and pane sizes as they were when the window last closed."""
+        if self.settings.window_geometry:
+            from PySide6.QtCore import QByteArray
+
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode("ascii")))
+        sizes = parse_splitter_sizes(self.settings.splitter_sizes)
+        if sizes is not None:
+            (side, chat), (chats, documents) = sizes
+            self.splitter.setSizes([side, chat, 0])
+            self.side_splitter.setSizes([chats, documents])
+
+    def _remember_layout(self) -> None:
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
+        side, chat, viewer = self.splitter.sizes()
+        chats, documents = self.side_splitter.sizes()
+        self.settings.splitter_sizes = f"{side},{chat + viewer}/{chats},{documents}"
+
+    def _fold_viewer(self) -> None:
+        sizes = self.splitter.sizes()
+        self.splitter.setSizes([sizes[0], sum(sizes) - sizes[0], 0])
 
     def _restore(self) -> None:
         conversations = self.chat.conversations()
@@ -309,8 +327,9 @@ class MainWindow(QMainWindow):
     def open_source(self, source: dict) -> None:
         if not self.viewer.isVisible() or self.splitter.sizes()[2] == 0:
             self.viewer.show()
-            total = sum(self.splitter.sizes())
-            self.splitter.setSizes([300, max(420, total - 300 - 520), 520])
+            sizes = self.splitter.sizes()
+            side, total = sizes[0], sum(sizes)  # the side pane keeps the width the user gave it
+            self.splitter.setSizes([side, max(420, total - side - 520), 520])
         self.viewer.open_source(source)
 
     def open_settings(self) -> None:
@@ -409,6 +428,8 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
+        if self._painted:
+            self._remember_layout()
         self.watcher.stop()
         self.documents.close_panel()
         self.chat.shutdown(10.0)
