@@ -1,6 +1,6 @@
 """Draw Sprig's icon with Qt and write it in the formats the platforms want.
 
-    python tools/make_icons.py        # writes assets/sprig.png, sprig-<size>.png, sprig.ico, sprig.icns
+    python tools/make_icons.py        # writes desktop/assets/sprig.png, sprig-<size>.png, sprig.ico, sprig.icns
 
 The icon is drawn from code (a green sprig on a rounded square), so it can be regenerated
 and needs no image editor.
@@ -13,8 +13,8 @@ import struct
 import sys
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SIZES = (16, 32, 48, 64, 128, 256, 512, 1024)
+ASSETS = Path(__file__).resolve().parents[1] / "desktop" / "assets"
+SIZES = (16, 24, 32, 48, 64, 128, 256, 512, 1024)
 
 
 def draw(size: int):
@@ -106,7 +106,7 @@ def main() -> int:
     ASSETS.mkdir(exist_ok=True)
     pngs = {size: png_bytes(draw(size)) for size in SIZES}
     (ASSETS / "sprig.png").write_bytes(pngs[512])
-    for size in (16, 32, 64, 128, 256, 512):  # the names Briefcase looks for on Linux
+    for size in (16, 24, 32, 48, 64, 128, 256, 512):  # Briefcase and the hicolor theme
         (ASSETS / f"sprig-{size}.png").write_bytes(pngs[size])
     write_ico(ASSETS / "sprig.ico", pngs)
     write_icns(ASSETS / "sprig.icns", pngs)
