@@ -66,6 +66,7 @@ QUOTE_TEXT = "Your documents say:"
 GENERAL_LABEL = "From the model's general knowledge, not from your documents:"
 OBEYED_DOCUMENT = "it repeats an instruction written in a document"
 CANDIDATES = 10  # passages taken from retrieval for sentence selection
+EVIDENCE_CONTEXT = "before"  # the sentence before each evidence sentence: "before", "anaphora" (when it leans on it), "none"
 
 
 @dataclass
@@ -294,7 +295,7 @@ class AnswerEngine:
         if whole is not None:
             candidates = whole(candidates)
         return select_evidence(question, candidates, self.library.embedder,
-                               max_chars=self.evidence_chars, max_lines=self.k)
+                               max_chars=self.evidence_chars, max_lines=self.k, context=EVIDENCE_CONTEXT)
 
     def ask(self, question: str, history: list[dict] | None = None, collection: str = "default",
             general_knowledge: bool = False) -> AnswerStream:

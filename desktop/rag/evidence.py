@@ -19,7 +19,8 @@ from desktop.rag.types import Passage
 
 # a sentence ends at . ! ? (not inside "e.g." or "3.5") followed by space, or at a line break
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*•▪◦]|\d+[.)]\s))")
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|Inc|Ltd|Co|Corp|approx|cf|al)\.$",
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|Inc|Ltd|Co|Corp|approx|cf|al|Jr|Sr"
+                     r"|(?-i:[A-Z]))\.$",  # ... and a capital's initial, as in "Harold L. Neal"
                      re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -183,8 +184,17 @@ def coverage(question_terms: dict[str, float], text_terms: set[str]) -> float:
     return got / total
 
 
+_ANAPHORA = re.compile(r"^(?:he|she|it|they|his|her|its|their|this|these|those|that|there|such|the latter|"
+                       r"the former|both|however|also|then|thus|in addition|as a result|instead)\b", re.IGNORECASE)
+
+
+def needs_context(sentence: str) -> bool:
+    """Does a sentence lean on the one before it (a pronoun or a connective at its start)?"""
+    return bool(_ANAPHORA.match(sentence.lstrip("\"'(“‘")))
+
+
 def select_evidence(question: str, passages: list[Passage], embedder, max_chars: int = 1100,
-                    max_lines: int = 5, context: bool = True) -> Evidence:
+                    max_lines: int = 5, context: str = "before") -> Evidence:
     """The evidence block for ``question`` from retrieved ``passages`` (best first)."""
     import numpy as np
 
@@ -223,11 +233,12 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
         s = sentences[i]
         first = i
         last = i
-        if context and i > 0 and sentences[i - 1].passage is s.passage and (i - 1) not in used:
+        if context != "none" and i > 0 and sentences[i - 1].passage is s.passage and (i - 1) not in used \
+                and (context == "before" or needs_context(s.text)):
             prev = sentences[i - 1]
             if len(prev.text) + len(s.text) < 480:
                 first = i - 1
-        if context and len(s.text) < 100 and s.text[-1] not in ".!?" and i + 1 < len(sentences) \
+        if context != "none" and len(s.text) < 100 and s.text[-1] not in ".!?" and i + 1 < len(sentences) \
                 and sentences[i + 1].passage is s.passage and (i + 1) not in used:
             last = i + 1  # a short line (a label, a table row) needs its neighbours on both sides
         span = sentences[first:last + 1]

@@ -10,7 +10,8 @@ from desktop.rag.grounding import check_claims, extract_citations, instruction_p
 from desktop.rag.types import Passage
 
 PAGE = ("Pump maintenance.\n\nThe pump must be serviced every 500 hours, e.g. after a season. "
-        "Use only SAE 30 oil for the gearbox! Dr. Smith signed the manual in 2021.\n"
+        "Use only SAE 30 oil for the gearbox! Dr. Smith signed the manual in 2021. "
+        "The form was approved by Harold L. Neal in 1968.\n"
         "- check the seals\n- check the impeller\n")
 
 
@@ -26,6 +27,7 @@ def test_sentences_keep_exact_spans_in_the_page():
     texts = [s.text for s in sentences]
     assert "The pump must be serviced every 500 hours, e.g. after a season." in texts  # no cut at "e.g."
     assert "Dr. Smith signed the manual in 2021." in texts
+    assert "The form was approved by Harold L. Neal in 1968." in texts  # no cut at an initial
     assert "- check the seals" in texts and "- check the impeller" in texts
     for s in sentences:
         assert page_text[s.char_start:s.char_end] == s.text
