@@ -207,6 +207,7 @@ class MainWindow(QMainWindow):
 
     def _restore_layout(self) -> None:
         """Size, place and pane sizes as they were when the window last closed."""
+        self._side_width: int | None = None  # the side pane's width while the source viewer is open
         if self.settings.window_geometry:
             from PySide6.QtCore import QByteArray
 
@@ -225,7 +226,8 @@ class MainWindow(QMainWindow):
 
     def _fold_viewer(self) -> None:
         sizes = self.splitter.sizes()
-        self.splitter.setSizes([sizes[0], sum(sizes) - sizes[0], 0])
+        side = sizes[0] if self._side_width is None else self._side_width
+        self.splitter.setSizes([side, sum(sizes) - side, 0])
 
     def _restore(self) -> None:
         conversations = self.chat.conversations()
@@ -329,6 +331,7 @@ class MainWindow(QMainWindow):
             self.viewer.show()
             sizes = self.splitter.sizes()
             side, total = sizes[0], sum(sizes)  # the side pane keeps the width the user gave it
+            self._side_width = side  # (and gets it back when the viewer closes)
             self.splitter.setSizes([side, max(420, total - side - 520), 520])
         self.viewer.open_source(source)
 
