@@ -1,12 +1,15 @@
 """Screenshot of the real window, and the launch-to-first-paint time, under an X server.
 
-    xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py shot docs/screenshot.png
+    xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py shot docs/screenshot-light.png \
+        --dark docs/screenshot-dark.png
     xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py startup --runs 7
 
 ``shot`` starts the window on a fresh temporary data folder (so it is a first launch: the
 bundled Qwen model is assembled), indexes real documents from the shared evaluation set,
 asks a question with the bundled model, opens the first source, and grabs the whole
-screen with ImageMagick's ``import -window root``. ``startup`` launches
+screen with ImageMagick's ``import -window root``. With ``--dark`` the application palette
+is then switched to a dark one (as a dark desktop theme gives it) and the same scene is
+grabbed again: the window follows the palette while it runs. ``startup`` launches
 ``python -m desktop`` several times and reports the time from process start to the
 window's first paint, and whether any heavy library was imported by then.
 """
@@ -46,7 +49,36 @@ def wait(app, condition, timeout_s: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def shot(out: Path, question: str) -> None:
+def dark_palette():
+    """A dark palette like those of dark desktop themes (Xvfb has no desktop theme of its own)."""
+    from PySide6.QtGui import QColor, QPalette
+
+    palette = QPalette()
+    for role, color in {
+        "Window": "#2d2d2d", "WindowText": "#e6e6e6", "Base": "#1e1e1e", "AlternateBase": "#262626",
+        "Text": "#e6e6e6", "Button": "#353535", "ButtonText": "#e6e6e6", "BrightText": "#ff5555",
+        "Highlight": "#3d7ac0", "HighlightedText": "#ffffff", "Link": "#6ea6e8", "LinkVisited": "#a889d8",
+        "Mid": "#444444", "Dark": "#191919", "Light": "#505050", "Shadow": "#000000",
+        "PlaceholderText": "#8a8a8a", "ToolTipBase": "#2d2d2d", "ToolTipText": "#e6e6e6",
+    }.items():
+        palette.setColor(getattr(QPalette.ColorRole, role), QColor(color))
+    return palette
+
+
+def settle(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def grab(out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["import", "-window", "root", str(out)], check=True)
+    print(f"wrote {out}")
+
+
+def shot(out: Path, question: str, dark: Path | None = None) -> None:
     sys.path.insert(0, str(REPO))
     home = Path(tempfile.mkdtemp(prefix="sprig-shot-"))
     os.environ["SPRIG_HOME"] = str(home)
@@ -88,13 +120,13 @@ def shot(out: Path, question: str) -> None:
              60, "the source viewer")
     window.documents.list.clearSelection()
     window.chat_view.input.setFocus()
-    end = time.monotonic() + 1.5
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.02)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["import", "-window", "root", str(out)], check=True)
-    print(f"wrote {out}")
+    settle(app, 1.5)
+    grab(out)
+    if dark is not None:
+        app.setStyle("Fusion")  # a style that draws with the palette's colours
+        app.setPalette(dark_palette())
+        settle(app, 1.5)
+        grab(dark)
     window.close()
 
 
@@ -126,11 +158,12 @@ def main() -> int:
     p = sub.add_parser("shot")
     p.add_argument("out", type=Path)
     p.add_argument("--question", default=QUESTION)
+    p.add_argument("--dark", type=Path, help="also grab the same scene in a dark palette into this file")
     p = sub.add_parser("startup")
     p.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     if args.command == "shot":
-        shot(args.out, args.question)
+        shot(args.out, args.question, args.dark)
     else:
         startup(args.runs)
     return 0

@@ -20,6 +20,7 @@ MIN_CONTRAST = 4.5  # WCAG 2 AA, normal text
 ERROR_HUE = QColor("#b3261e")
 WARNING_HUE = QColor("#8a5300")
 SUCCESS_HUE = QColor("#2e7d32")
+MARKER_HUE = QColor("#ffd54a")  # a highlighter pen, behind the passage a source points to
 
 
 def relative_luminance(color: QColor) -> float:
@@ -62,6 +63,15 @@ def ensure_contrast(color: QColor, backgrounds: list[QColor], ratio: float = MIN
     return target
 
 
+def marker_behind(text: QColor, base: QColor, strength: float) -> QColor:
+    """The marker hue over ``base``, as strong as it can be while ``text`` stays readable on it."""
+    for step in range(10, -1, -1):
+        candidate = blend(base, MARKER_HUE, strength * step / 10)
+        if contrast_ratio(text, candidate) >= MIN_CONTRAST:
+            return candidate
+    return base
+
+
 def is_dark(palette: QPalette) -> bool:
     role = QPalette.ColorRole
     return relative_luminance(palette.color(role.Base)) < relative_luminance(palette.color(role.Text))
@@ -87,6 +97,7 @@ class Colors:
     error: QColor
     warning: QColor  # the "not supported by the cited evidence" mark
     success: QColor
+    marker: QColor  # behind a passage marked in a document (text stays the palette's Text)
 
     @classmethod
     def from_palette(cls, palette: QPalette | None = None) -> Colors:
@@ -120,6 +131,7 @@ class Colors:
             error=ensure_contrast(ERROR_HUE, text_backgrounds),
             warning=ensure_contrast(WARNING_HUE, text_backgrounds),
             success=ensure_contrast(SUCCESS_HUE, text_backgrounds),
+            marker=marker_behind(text, base, 0.35 if dark else 0.5),
         )
 
 

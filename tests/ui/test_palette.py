@@ -226,7 +226,7 @@ def test_every_text_colour_reaches_the_contrast_minimum_on_its_backgrounds(qapp,
     c = Colors.from_palette(make())
     pairs = {
         "text on answer": (c.text, c.answer), "text on question": (c.text, c.user),
-        "chip": (c.chip_text, c.chip),
+        "chip": (c.chip_text, c.chip), "text on marker": (c.text, c.marker),
     }
     for fg in ("accent", "muted", "error", "warning", "success"):
         for bg in ("answer", "user", "transcript", "source", "window"):
