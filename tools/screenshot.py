@@ -1,15 +1,15 @@
 """Screenshot of the real window, and the launch-to-first-paint time, under an X server.
 
-    xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py shot docs/screenshot-light.png \
-        --dark docs/screenshot-dark.png
+    xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py shot docs/screenshot-light.png
+    xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py shot docs/screenshot-dark.png \
+        --palette dark
     xvfb-run -a -s "-screen 0 1440x900x24" .venv/bin/python tools/screenshot.py startup --runs 7
 
 ``shot`` starts the window on a fresh temporary data folder (so it is a first launch: the
 bundled Qwen model is assembled), indexes real documents from the shared evaluation set,
 asks a question with the bundled model, opens the first source, and grabs the whole
-screen with ImageMagick's ``import -window root``. With ``--dark`` the application palette
-is then switched to a dark one (as a dark desktop theme gives it) and the same scene is
-grabbed again: the window follows the palette while it runs. ``startup`` launches
+screen with ImageMagick's ``import -window root``. ``--palette dark`` gives the application
+a dark palette before the window opens, as a dark desktop theme does. ``startup`` launches
 ``python -m desktop`` several times and reports the time from process start to the
 window's first paint, and whether any heavy library was imported by then.
 """
@@ -78,7 +78,7 @@ def grab(out: Path) -> None:
     print(f"wrote {out}")
 
 
-def shot(out: Path, question: str, dark: Path | None = None) -> None:
+def shot(out: Path, question: str, palette: str = "light") -> None:
     sys.path.insert(0, str(REPO))
     home = Path(tempfile.mkdtemp(prefix="sprig-shot-"))
     os.environ["SPRIG_HOME"] = str(home)
@@ -95,6 +95,9 @@ def shot(out: Path, question: str, dark: Path | None = None) -> None:
     QApplication.setApplicationName("Sprig")
     app = QApplication(sys.argv[:1])
     app.setWindowIcon(QIcon(str(icon_path())))
+    if palette == "dark":
+        app.setStyle("Fusion")  # a style that draws with the palette's colours
+        app.setPalette(dark_palette())
     paths = Paths(home)
     window = MainWindow(paths, Settings.load(paths.settings))
     window.setGeometry(0, 0, 1440, 900)
@@ -122,11 +125,6 @@ def shot(out: Path, question: str, dark: Path | None = None) -> None:
     window.chat_view.input.setFocus()
     settle(app, 1.5)
     grab(out)
-    if dark is not None:
-        app.setStyle("Fusion")  # a style that draws with the palette's colours
-        app.setPalette(dark_palette())
-        settle(app, 1.5)
-        grab(dark)
     window.close()
 
 
@@ -158,12 +156,13 @@ def main() -> int:
     p = sub.add_parser("shot")
     p.add_argument("out", type=Path)
     p.add_argument("--question", default=QUESTION)
-    p.add_argument("--dark", type=Path, help="also grab the same scene in a dark palette into this file")
+    p.add_argument("--palette", choices=["light", "dark"], default="light",
+                   help="light: the platform's own palette; dark: a dark palette like a dark desktop theme's")
     p = sub.add_parser("startup")
     p.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     if args.command == "shot":
-        shot(args.out, args.question, args.dark)
+        shot(args.out, args.question, args.palette)
     else:
         startup(args.runs)
     return 0

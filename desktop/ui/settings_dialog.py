@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -53,14 +53,16 @@ SERVER = "server"
 LOCAL = "local"
 
 
-class ServerFields(QWidget):
-    """Address, secret, a Test button and what the test found, for one kind of server."""
+class ServerFields(QObject):
+    """Address, secret, a Test button and what the test found, for one kind of server: rows
+    of the dialog's form, shown only while that server is chosen."""
 
     def __init__(self, check, address_hint: str, secret_label: str, parent=None):
         super().__init__(parent)
         self.check = check  # (url, secret, timeout_s) -> ServerCheck, run on a worker
         self.timeout_s = CHECK_TIMEOUT_S
         self.worker: Worker | None = None
+        self.secret_label = secret_label
         self.url = QLineEdit()
         self.url.setPlaceholderText(address_hint)
         self.secret = QLineEdit()
@@ -71,19 +73,31 @@ class ServerFields(QWidget):
         self.test_button.clicked.connect(self.test)
         self.result = QLabel()
         self.result.setWordWrap(True)
+        self.result.setMinimumWidth(360)  # else it is laid out as a tall narrow column
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.result.hide()
         self.url.textEdited.connect(self._forget_result)
         self.secret.textEdited.connect(self._forget_result)
-        row = QHBoxLayout()
+        self.address_row = QWidget()
+        row = QHBoxLayout(self.address_row)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.url, 1)
         row.addWidget(self.test_button)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Address", row)
-        form.addRow(secret_label, self.secret)
+        self.form: QFormLayout | None = None
+        self.shown = True
+
+    def add_rows(self, form: QFormLayout) -> None:
+        self.form = form
+        form.addRow("Address", self.address_row)
+        form.addRow(self.secret_label, self.secret)
         form.addRow("", self.result)
+        self.set_shown(self.shown)
+
+    def set_shown(self, shown: bool) -> None:
+        self.shown = shown
+        if self.form is not None:
+            self.form.setRowVisible(self.address_row, shown)
+            self.form.setRowVisible(self.secret, shown)
+            self.form.setRowVisible(self.result, shown and bool(self.result.text()))
 
     def values(self) -> tuple[str, str]:
         return self.url.text().strip(), self.secret.text().strip()
@@ -114,12 +128,11 @@ class ServerFields(QWidget):
         color = colors.muted if ok is None else colors.success if ok else colors.error
         self.result.setStyleSheet(f"color: {color.name()};")
         self.result.setText(text)
-        self.result.setProperty("ok", ok)
-        self.result.show()
+        self.set_shown(self.shown)
 
     def _forget_result(self) -> None:
-        self.result.hide()
         self.result.setText("")
+        self.set_shown(self.shown)
 
 
 class SettingsDialog(QDialog):
@@ -144,8 +157,7 @@ class SettingsDialog(QDialog):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.model_path, 1)
         row.addWidget(browse)
-        self.model_server = ServerFields(check_model_server, "http://127.0.0.1:8080/v1",
-                                         "API key")
+        self.model_server = ServerFields(check_model_server, "http://127.0.0.1:8080/v1", "API key", self)
         self.model.currentIndexChanged.connect(self._update_rows)
 
         self.temperature = QDoubleSpinBox()
@@ -166,8 +178,7 @@ class SettingsDialog(QDialog):
         self.library = QComboBox()
         self.library.addItem("On this PC (in Sprig's data folder)", LOCAL)
         self.library.addItem("On a Chroma server", SERVER)
-        self.chroma_server = ServerFields(check_chroma_server, "http://127.0.0.1:8000",
-                                          "Token")
+        self.chroma_server = ServerFields(check_chroma_server, "http://127.0.0.1:8000", "Token", self)
         self.library_note = QLabel("A change of library takes effect the next time Sprig starts.")
         self.library_note.setObjectName("hint")
         self.library_note.setWordWrap(True)
@@ -184,7 +195,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout(model_box)
         form.addRow("Model", self.model)
         form.addRow("", self.path_row)
-        form.addRow(self.model_server)
+        self.model_server.add_rows(form)
         form.addRow("Temperature", self.temperature)
         form.addRow("Context size", self.context)
         form.addRow("Passages per answer", self.passages)
@@ -192,7 +203,7 @@ class SettingsDialog(QDialog):
         library_box = QGroupBox("Library")
         form = QFormLayout(library_box)
         form.addRow("Documents' index", self.library)
-        form.addRow(self.chroma_server)
+        self.chroma_server.add_rows(form)
         form.addRow(self.library_note)
         prompt_box = QGroupBox(f"System prompt for the collection “{collection}”")
         QVBoxLayout(prompt_box).addWidget(self.system_prompt)
@@ -240,9 +251,9 @@ class SettingsDialog(QDialog):
 
     def _update_rows(self) -> None:
         self.path_row.setVisible(self.model.currentData() == CUSTOM)
-        self.model_server.setVisible(self.model.currentData() == SERVER)
+        self.model_server.set_shown(self.model.currentData() == SERVER)
         on_server = self.library.currentData() == SERVER
-        self.chroma_server.setVisible(on_server)
+        self.chroma_server.set_shown(on_server)
         chroma_url = self.chroma_server.url.text().strip() if on_server else ""
         self.library_note.setVisible(chroma_url != self.original.chroma_url)
 

@@ -124,7 +124,7 @@ def run_test(qtbot, fields, url: str, secret: str = "", timeout_s: float | None 
 def test_the_model_server_test_lists_its_models_without_blocking_the_window(qtbot, dialog, fake_server):
     dialog.model.setCurrentIndex(dialog.model.findData(SERVER))
     fields = dialog.model_server
-    assert fields.isVisible() and not dialog.chroma_server.isVisible()
+    assert fields.url.isVisible() and not dialog.chroma_server.url.isVisible()
     fields.url.setText(fake_server + "/slow")
     fields.secret.setText(MODEL_KEY)
     started = time.monotonic()
@@ -172,7 +172,7 @@ def test_an_answer_about_an_address_no_longer_in_the_field_is_not_shown(qtbot, d
 def test_the_chroma_test_reports_version_tenant_and_collections(qtbot, dialog, fake_server, closed_port):
     dialog.library.setCurrentIndex(dialog.library.findData(SERVER))
     fields = dialog.chroma_server
-    assert fields.isVisible()
+    assert fields.url.isVisible() and fields.secret.isVisible()
     port = fake_server.rsplit(":", 1)[1]
     assert run_test(qtbot, fields, fake_server, CHROMA_TOKEN) == (
         f"✓ Connected to 127.0.0.1:{port}: Chroma 1.0.0, tenant default_tenant, database default_database, "
