@@ -14,6 +14,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
+# model files (assembled GGUFs, the built embedder) are kept between runs; SPRIG_MODELS shares them
+MODELS = Path(os.environ.get("SPRIG_MODELS") or RESULTS / "cache" / "models")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

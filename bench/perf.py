@@ -33,7 +33,6 @@ from desktop.config import Paths, Settings, enforce_offline  # noqa: E402
 
 enforce_offline()
 
-CACHE = REPO / "bench" / "results" / "cache"
 
 MODES = {
     "smoke": dict(pairs=1, warmup=0, passages=1, decode_tokens=8, decode_models=["gemma"], ttft_articles=1, ttft_questions=1,
@@ -72,7 +71,7 @@ class Context:
         self.mode = mode
         self.cfg = cfg
         self.work = work
-        self.models_dir = CACHE / "models"
+        self.models_dir = common.MODELS
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.results: dict = {}
         self.rows: list[list] = []
@@ -879,7 +878,7 @@ def chat_rss_child(home: Path, gguf_path: Path) -> None:
     from desktop.rag.embeddings import Embedder
     from desktop.rag.library import Library
 
-    lib = Library(Paths(home), Settings(), embedder=Embedder(cache_dir=CACHE / "models"))
+    lib = Library(Paths(home), Settings(), embedder=Embedder(cache_dir=common.MODELS))
     model = LocalModel(gguf_path, n_ctx=4096)
     model.load()
     engine = AnswerEngine(lib, model, passages_per_answer=4, abstain_below=-1.0, max_answer_tokens=96)

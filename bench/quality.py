@@ -39,7 +39,6 @@ from desktop.config import Paths, Settings, enforce_offline  # noqa: E402
 
 enforce_offline()
 
-CACHE = REPO / "bench" / "results" / "cache"
 
 MODES = {
     "smoke": dict(articles=2, squad_questions=20, fb_pages=0, answer_questions=1, unanswerable_questions=1,
@@ -59,7 +58,7 @@ def log(msg: str) -> None:
 def embedder(backend: str | None = None):
     from desktop.rag.embeddings import Embedder
 
-    e = Embedder(backend=backend, cache_dir=CACHE / "models")
+    e = Embedder(backend=backend, cache_dir=common.MODELS)
     e.load()
     return e
 
@@ -406,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             from desktop.models.llm import LocalModel
 
             name = args.model or settings.model
-            model = LocalModel(resolve_model_path(name, CACHE / "models"), n_ctx=settings.context_size)
+            model = LocalModel(resolve_model_path(name, common.MODELS), n_ctx=settings.context_size)
             model.load()
             results["answer_model"] = name
             loaders = corpus.eval_loaders()

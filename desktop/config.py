@@ -2,6 +2,8 @@
 
 The data folder is the platform's user data folder (platformdirs) unless the
 environment variable ``SPRIG_HOME`` names another one (every test uses a temp one).
+Model files (assembled GGUFs, the built embedder) live in its ``models`` folder unless
+``SPRIG_MODELS`` names a folder that several data folders share.
 Settings are a dataclass saved as JSON, written atomically (temp file, fsync, rename),
 so a crash never leaves a torn settings file.
 """
@@ -56,6 +58,9 @@ def record_native_crashes(paths: Paths) -> None:
 _CRASH_LOGS: list = []
 
 
+MODELS_ENV = "SPRIG_MODELS"  # a models folder shared by several data folders (each is ~1 GB)
+
+
 def data_dir() -> Path:
     """The user data folder (created on first use)."""
     override = os.environ.get("SPRIG_HOME")
@@ -92,7 +97,8 @@ class Paths:
 
     @property
     def models(self) -> Path:
-        return self.root / "models"
+        shared = os.environ.get(MODELS_ENV)
+        return Path(shared).expanduser() if shared else self.root / "models"
 
     @property
     def settings(self) -> Path:

@@ -14,6 +14,13 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_QUICK_BACKEND", "software")
+# every test has a data folder of its own, but the model files (assembled GGUFs, the built
+# embedder) are made once per run and shared by all of them, child processes included
+_OWN_MODELS = "SPRIG_MODELS" not in os.environ
+if _OWN_MODELS:
+    import tempfile
+
+    os.environ["SPRIG_MODELS"] = tempfile.mkdtemp(prefix="sprig-test-models-")
 
 from desktop.config import enforce_offline  # noqa: E402
 
@@ -95,10 +102,17 @@ def sprig_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+def pytest_unconfigure(config):
+    if _OWN_MODELS:
+        import shutil
+
+        shutil.rmtree(os.environ["SPRIG_MODELS"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
+def models_dir() -> Path:
     """Bundled GGUF files, assembled once for the whole run (as the app does on first launch)."""
-    return tmp_path_factory.mktemp("models")
+    return Path(os.environ["SPRIG_MODELS"])
 
 
 @pytest.fixture(scope="session")

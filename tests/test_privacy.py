@@ -19,7 +19,8 @@ from tests.conftest import REPO
 
 
 def _clean_env(home: Path, data: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    # a fresh install: its models in its own data folder (seeded below), no shared models folder
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "SPRIG_MODELS")}
     env.update(HOME=str(home), SPRIG_HOME=str(data), XDG_CACHE_HOME=str(home / ".cache"),
                PYTHONPATH=str(REPO))
     return env
