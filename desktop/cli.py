@@ -1,60 +1,128 @@
-"""The `sprig` command line: index, search, docs, remove, ask, check.
+"""The `sprig` command line: index, search, docs, remove, ask, chats, check.
 
-It drives the same core the window does (desktop.rag, desktop.models).
+It drives the same core the window does (desktop.rag, desktop.models) and never loads Qt.
+Results go to stdout; progress, warnings and errors go to stderr, each failure as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from desktop import __version__
 from desktop.display import printable
 
+EXIT_OK = 0
+EXIT_FAILED = 1  # some files failed (index), nothing matched (remove), the check found problems
+EXIT_USAGE = 2  # the command line itself is wrong (argparse's code)
+EXIT_ERROR = 3  # Sprig could not do the job: damaged catalog or store, unusable model, full disk...
 EXIT_IN_USE = 4  # the data folder is in use by the window or another sprig command
+EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT)
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    done
+  {EXIT_FAILED}    done, but some files failed (index), nothing matched (remove),
+       or the check found problems (check)
+  {EXIT_USAGE}    usage error (unknown command or option, bad value)
+  {EXIT_ERROR}    Sprig error: the catalog or vector store is damaged, the model or data
+       folder cannot be used, the disk is full, no such chat...
+  {EXIT_IN_USE}    the data folder is in use by Sprig's window or another sprig command
+  {EXIT_INTERRUPTED}  interrupted (Ctrl+C)"""
 
 
-def _library():
+def error(message: str) -> None:
+    """One failure, one line on stderr (a multi-line message is joined, escapes shown)."""
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"error: {printable(line)}", file=sys.stderr, flush=True)
+
+
+def note(args, message: str) -> None:
+    """Something worth knowing that is not the result (hidden by -q)."""
+    if not args.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _library(args):
     from desktop.rag.library import Library
 
     lib = Library()
     for problem in lib.settings.problems:
-        print(f"warning: settings: {problem}", file=sys.stderr)
+        note(args, f"warning: settings: {printable(problem)}")
     return lib
 
 
-class _Bar:
-    """A one-line progress bar on stderr (only when it is a terminal)."""
+# ------------------------------------------------------------------ progress
+def _tqdm_class():
+    from tqdm import tqdm
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    class LabelledBar(tqdm):
+        """A tqdm bar with the current file's name after the times (cut to fit the terminal)."""
+
+        label = ""
+
+        @property
+        def format_dict(self):
+            d = super().format_dict
+            d["label"] = self.label
+            return d
+
+        def display(self, msg=None, pos=None):
+            if self.nrows is not None and self.nrows < 2:  # a terminal that reports no height:
+                self.nrows = None  # tqdm would hide the bar
+            return super().display(msg, pos)
+
+    return LabelledBar
+
+
+class _Bar:
+    """Indexing progress on stderr.
+
+    On a terminal: a tqdm bar as wide as the terminal (it follows resizes). Not on a
+    terminal (a log, a pipe): no bar, a plain line when a file starts and every 15 s on a
+    long one. ``quiet``: nothing. Failures are printed as they happen, once each, one line.
+    """
+
+    FORMAT = "{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {label}"
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self.bar = None
         self.last = 0.0
+        self.reported: set[str] = set()  # failures already printed
 
     def __call__(self, p) -> None:
         if p.stage == "fail":
-            self._clear()
-            print(f"  failed: {printable(p.path)}: {printable(p.message)}", file=self.stream)
+            self.fail(p.path, p.message)
+            return
+        if self.quiet:
             return
         if not self.tty:
             self._plain(p)
             return
-        now = time.monotonic()
-        if now - self.last < 0.1 and p.stage != "done":
-            return
-        self.last = now
-        width = 28
-        filled = int(width * p.fraction)
-        name = printable(Path(p.path).name)[:40]
+        total = max(p.file_count, 1)
+        if self.bar is None:
+            self.bar = _tqdm_class()(total=total, file=self.stream, dynamic_ncols=True, leave=False,
+                                     bar_format=self.FORMAT, mininterval=0.1)
+        elif self.bar.total != total:
+            self.bar.reset(total=total)
+        width = _columns(self.stream)
+        name = printable(Path(p.path).name)
+        limit = max(10, min(width // 3, width - 52))  # the rest of the line takes about 50
+        if len(name) > limit:
+            name = name[: limit - 1] + "…"
         extra = f" {p.chunks_done}/{p.chunks} chunks" if p.chunks else ""
-        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {p.file_index}/{p.file_count} {p.stage:<5} {name}{extra}"
-        self.stream.write(line[:120].ljust(120))
-        self.stream.flush()
+        self.bar.set_description_str(f"{p.file_index}/{p.file_count} {p.stage:<5}", refresh=False)
+        self.bar.label = name + extra
+        self.bar.update(p.fraction * total - self.bar.n)
 
     def _plain(self, p) -> None:
-        """Not a terminal (a log, a pipe): a line when a file starts, and every 15 s on a long one."""
         now = time.monotonic()
         name = printable(Path(p.path).name)
         if p.stage == "parse":
@@ -65,55 +133,119 @@ class _Bar:
                   file=self.stream, flush=True)
             self.last = now
 
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + " " * 120 + "\r")
+    def fail(self, path: str, reason: str) -> None:
+        if path in self.reported:
+            return
+        self.reported.add(path)
+        line = f"FAILED {printable(path)}: {printable(reason)}"
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
-        self._clear()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _columns(stream) -> int:
+    """The width of the terminal ``stream`` is on (80 when it can't be told)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size((80, 24)).columns
+
+
+class _BytesBar:
+    """Progress of assembling a bundled model (bytes), on a terminal only."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=sys.stderr, dynamic_ncols=True, leave=False, unit="B",
+                            unit_scale=True, unit_divisor=1024, desc="preparing the model")
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# ------------------------------------------------------------------ index
+def summary_json(summary) -> dict:
+    return {
+        "indexed": summary.indexed,
+        "unchanged": summary.skipped,
+        "removed": summary.removed,
+        "failed": [{"path": path, "reason": reason} for path, reason in summary.failed.items()],
+        "pages": summary.pages,
+        "chunks": summary.chunks,
+        "seconds": round(summary.seconds, 3),
+        "cancelled": summary.cancelled,
+    }
 
 
 def cmd_index(args) -> int:
     from desktop.rag.types import CancelToken
 
-    lib = _library()
-    bar = _Bar()
+    lib = _library(args)
+    bar = _Bar(quiet=args.quiet)
     cancel = CancelToken()
     try:
         summary = lib.index(args.paths, args.collection, progress=bar, cancel=cancel)
     except KeyboardInterrupt:
         cancel.cancel()
         bar.close()
-        print("cancelled", file=sys.stderr)
-        return 130
+        print("interrupted: documents not finished were left out", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
-    rate = summary.pages / summary.seconds if summary.seconds else 0.0
-    print(
-        f"indexed {len(summary.indexed)} file(s), {summary.pages} page(s), {summary.chunks} chunk(s) "
-        f"in {summary.seconds:.1f} s ({rate:.1f} pages/s); unchanged {len(summary.skipped)}; "
-        f"removed {len(summary.removed)}; failed {len(summary.failed)}"
-    )
-    for path, reason in summary.failed.items():
-        print(f"  FAILED {printable(path)}: {printable(reason)}")
+    for path, reason in summary.failed.items():  # those that failed before any progress
+        bar.fail(path, reason)
+    if args.json:
+        print(json.dumps(summary_json(summary), ensure_ascii=False, indent=2))
+    elif not args.quiet:
+        rate = summary.pages / summary.seconds if summary.seconds else 0.0
+        print(
+            f"indexed {len(summary.indexed)} file(s), {summary.pages} page(s), {summary.chunks} chunk(s) "
+            f"in {summary.seconds:.1f} s ({rate:.1f} pages/s); unchanged {len(summary.skipped)}; "
+            f"removed {len(summary.removed)}; failed {len(summary.failed)}"
+        )
+        if args.verbose:
+            for label, paths in (("indexed", summary.indexed), ("unchanged", summary.skipped),
+                                 ("removed", summary.removed)):
+                for path in paths:
+                    print(f"  {label} {printable(path)}")
     if summary.cancelled:
-        print("cancelled: documents not finished were left out")
-    return 1 if summary.failed or summary.cancelled else 0
+        print("interrupted: documents not finished were left out", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+# ------------------------------------------------------------------ search, docs, remove
 def cmd_search(args) -> int:
-    lib = _library()
+    lib = _library(args)
     passages = lib.search(args.query, k=args.k, collection=args.collection, mode=args.mode)
     if args.json:
         print(json.dumps([_passage_json(p) for p in passages], ensure_ascii=False, indent=2))
-        return 0
+        return EXIT_OK
     if not passages:
         print("no passages found")
     for i, p in enumerate(passages, start=1):
-        snippet = printable(" ".join(p.text.split())[:200])
+        text = " ".join(p.text.split())
+        snippet = printable(text if args.verbose else text[:200])
         sim = f"{p.similarity:.3f}" if p.similarity is not None else "-"
         print(f"[{i}] {p.location}  (similarity {sim}, fused {p.score:.4f})\n    {snippet}")
-    return 0
+    return EXIT_OK
 
 
 def _passage_json(p) -> dict:
@@ -131,58 +263,127 @@ def _passage_json(p) -> dict:
 
 
 def cmd_docs(args) -> int:
-    lib = _library()
+    lib = _library(args)
     docs = lib.documents(args.collection)
     if args.json:
         print(json.dumps([d.as_json() for d in docs], ensure_ascii=False, indent=2))
-        return 0
+        return EXIT_OK
     if not docs:
         print("no documents indexed yet: sprig index PATH")
     for d in docs:
         detail = f"{d.pages} pages, {d.chunks} chunks" if d.status == "indexed" else (d.reason or "")
         print(f"{d.status:<8} [{printable(d.collection)}] {printable(d.path)}  {printable(detail)}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_remove(args) -> int:
-    lib = _library()
+    lib = _library(args)
     removed = []
     for path in args.paths:
         removed += lib.remove(path, args.collection)
-    for path in removed:
-        print(f"removed {printable(path)}")
+    if not args.quiet:
+        for path in removed:
+            print(f"removed {printable(path)}")
     if not removed:
-        print("nothing to remove: no indexed document matches", file=sys.stderr)
-        return 1
-    return 0
+        error("nothing to remove: no indexed document matches")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ ask
+def _open_chat(store, title: str, collection: str | None):
+    """The saved chat with this title, or a new one; its collection follows this question."""
+    conv = store.find(title)
+    if conv is None:
+        conv = store.create(title.strip(), collection or "default")
+    else:
+        conv = store.load(conv.id)
+        if collection and conv.collection != collection:
+            store.set_collection(conv.id, collection)
+            conv.collection = collection
+    return conv
 
 
 def cmd_ask(args) -> int:
-    from desktop.errors import SprigError
     from desktop.rag.answer import AnswerEngine
 
-    lib = _library()
+    if args.chat is not None and not args.chat.strip():
+        raise _UsageError("--chat needs a title")
+    lib = _library(args)
     settings = lib.settings
     if args.model:
         settings.model = args.model
+    assembling = _BytesBar(args.quiet)
     try:
-        engine = AnswerEngine.from_settings(lib, settings, paths=lib.paths)
-        stream = engine.ask(args.question, collection=args.collection,
-                            general_knowledge=args.general_knowledge)
-        pieces = []
+        engine = AnswerEngine.from_settings(lib, settings, paths=lib.paths, progress=assembling)
+    finally:
+        assembling.close()
+    chat = None
+    collection = args.collection or "default"
+    if args.chat is not None:
+        from desktop.rag.conversations import ChatStore, Message
+
+        store = ChatStore(lib.paths.chats)
+        conv = _open_chat(store, args.chat, args.collection)
+        collection = conv.collection
+        history = conv.history()
+        store.add_message(conv.id, Message("user", args.question))  # saved as asked, as the window does
+        chat = (store, conv)
+    else:
+        history = []
+    stream = engine.ask(args.question, history=history, collection=collection,
+                        general_knowledge=args.general_knowledge)
+    pieces: list[str] = []
+    try:
         for piece in stream:
             pieces.append(piece)
             if not args.json:
                 sys.stdout.write(printable_answer(piece))
                 sys.stdout.flush()
-        answer = stream.result
-    except SprigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        stream.stop()
+        if chat:
+            _save_answer(chat, "".join(pieces), {"stopped": True, "collection": collection})
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if chat:
+            from desktop.errors import SprigError
+
+            reason = str(exc) if isinstance(exc, SprigError) else "the answer failed"
+            _save_answer(chat, "".join(pieces), {"error": reason, "collection": collection})
+        raise
+    answer = stream.result
+    if chat:
+        from desktop.rag.conversations import answer_meta
+
+        _save_answer(chat, answer.text, answer_meta(answer, collection, getattr(engine.model, "name", "")))
     if args.json:
-        print(json.dumps(answer.as_json(), ensure_ascii=False, indent=2))
-        return 0
-    if answer.text.strip() != "".join(pieces).strip():
+        data = answer.as_json()
+        if chat:
+            data["chat"] = {"id": chat[1].id, "title": chat[1].title}
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    _print_answer(answer, "".join(pieces))
+    if args.verbose:
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in answer.timings.items())
+        confidence = "-" if answer.confidence is None else f"{answer.confidence:.2f}"
+        print(f"mode {answer.mode}, confidence {confidence}; {timings}", file=sys.stderr)
+    if chat:
+        note(args, f'saved in chat {chat[1].id} "{printable(chat[1].title)}" '
+                   f"(sprig chats export {chat[1].id})")
+    return EXIT_OK
+
+
+def _save_answer(chat, text: str, meta: dict) -> None:
+    from desktop.rag.conversations import Message
+
+    store, conv = chat
+    store.add_message(conv.id, Message("assistant", text, meta))
+
+
+def _print_answer(answer, streamed: str) -> None:
+    if answer.text.strip() != streamed.strip():
         # the pipeline replaced the model's draft (a quote of the evidence, or an abstention)
         print(f"\n\n{printable_answer(answer.text)}", end="")
     print()
@@ -199,7 +400,6 @@ def cmd_ask(args) -> int:
         print("\nNearest passages (not enough to answer):")
         for p in answer.nearest:
             print(f'  {p.location}: "{printable(" ".join(p.text.split())[:160])}"')
-    return 0
 
 
 def printable_answer(text: str) -> str:
@@ -207,6 +407,56 @@ def printable_answer(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
+# ------------------------------------------------------------------ chats
+def _iso(t: float) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+def _chat_store(paths):
+    """The window's chat store, or None when no chat was ever saved (nothing is created)."""
+    from desktop.rag.conversations import ChatStore
+
+    return ChatStore(paths.chats) if paths.chats.exists() else None
+
+
+def cmd_chats(args) -> int:
+    from desktop.config import Paths
+
+    store = _chat_store(Paths.default())
+    if args.action == "export":
+        return _export_chat(args, store, args.id)
+    chats = store.list() if store else []
+    counts = store.message_counts() if store else {}
+    if args.json:
+        print(json.dumps([{"id": c.id, "title": c.title, "collection": c.collection,
+                           "messages": counts.get(c.id, 0), "created": _iso(c.created),
+                           "updated": _iso(c.updated)} for c in chats], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not chats:
+        print('no saved chats yet: sprig ask --chat "TITLE" "QUESTION", or ask in the window')
+    for c in chats:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.updated))
+        print(f"{c.id:>5}  {when}  {counts.get(c.id, 0):>3} messages  [{printable(c.collection)}]  "
+              f"{printable(c.title)}")
+    return EXIT_OK
+
+
+def _export_chat(args, store, chat_id: int) -> int:
+    from desktop.errors import SprigError
+    from desktop.export import chat_markdown
+
+    conv = store.load(chat_id) if store else None
+    if conv is None:
+        raise SprigError(f"there is no saved chat with id {chat_id} (`sprig chats` lists them)")
+    sys.stdout.write(chat_markdown(conv))
+    if store.unreadable:
+        note(args, f"warning: {store.unreadable} message(s) could not be read in full")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ check
 def cmd_check(args) -> int:
     from desktop.config import Paths
     from desktop.rag.health import check_store, ensure_store
@@ -222,7 +472,7 @@ def cmd_check(args) -> int:
             print(f"the catalog was damaged: {source}, {fixed.documents} document(s); the damaged "
                   f"file was kept as {printable(str(fixed.moved_to))}. Run `sprig index` on your folders "
                   "to bring back documents added since.")
-        bar = _Bar()
+        bar = _Bar(quiet=args.quiet)
         try:
             repaired = ensure_store(paths, progress=bar)
         finally:
@@ -234,109 +484,248 @@ def cmd_check(args) -> int:
         # a damaged Chroma folder can crash the process that opens it: look in a child first
         store = check_store(paths)
         if not store.ok:
-            print(f"the vector store is damaged: {store.reason}\nrun `sprig check --repair` to rebuild it "
-                  "from the catalog", file=sys.stderr)
-            return 1
-    lib = _library()
+            error(f"the vector store is damaged: {store.reason}; run `sprig check --repair` to rebuild it "
+                  "from the catalog")
+            return EXIT_FAILED
+    lib = _library(args)
     report = lib.consistency_report()
     print(json.dumps(report, indent=2))
-    return 0 if report["missing_vectors"] == report["orphan_vectors"] == report["in_flight"] == 0 else 1
+    clean = report["missing_vectors"] == report["orphan_vectors"] == report["in_flight"] == 0
+    return EXIT_OK if clean else EXIT_FAILED
+
+
+# ------------------------------------------------------------------ arguments
+class _UsageError(Exception):
+    """A wrong command line found after parsing (exit 2, like argparse's own)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, then exit 2
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name (`sprig -q index` = `sprig index -q`)."""
+    common = _Parser(add_help=False)
+    common.add_argument("--data-dir", metavar="FOLDER", default=argparse.SUPPRESS,
+                        help="use this data folder (index, chats, settings, models) instead of "
+                             "$SPRIG_HOME or the user data folder")
+    loud = common.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                      help="print only results and errors: no progress, warnings or summaries")
+    loud.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                      help="say more: every file indexed, full passages, answer timings, Sprig's "
+                           "log (-vv: debug log)")
+    return common
+
+
+def _command(sub, common, name: str, help_text: str, examples: str, func, **kw):
+    p = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
+                       epilog="examples:\n" + examples, parents=[common],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sprig", description="Chat with your own documents, offline.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = _global_options()
+    parser = _Parser(
+        prog="sprig", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Chat with your own documents, offline. Index files and folders, search them, "
+                    "and ask questions answered from them with a small local model, citing file and page.",
+        epilog="examples:\n"
+               "  sprig index ~/Documents/manuals\n"
+               '  sprig ask "How often is the pump serviced?"\n'
+               "  sprig COMMAND --help      (options and examples of one command)\n\n" + EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"sprig {__version__}",
+                        help="print Sprig's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do (`sprig COMMAND --help` shows its options and examples)")
 
-    p = sub.add_parser("index", help="index files and folders (recursively)")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--collection", default="default")
-    p.set_defaults(func=cmd_index)
+    p = _command(sub, common, "index", "index files and folders (recursively); run again to pick up changes",
+                 "  sprig index report.pdf notes/\n"
+                 "  sprig index --collection work ~/work/manuals\n"
+                 "  sprig index --json ~/papers > summary.json", cmd_index)
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a file (PDF, DOCX, HTML, Markdown, text...) or a folder, read recursively "
+                        "and kept in sync on later runs")
+    p.add_argument("--collection", default="default", metavar="NAME",
+                   help="the collection to add them to (default: default)")
+    p.add_argument("--json", action="store_true",
+                   help="print the outcome as JSON: indexed, unchanged, removed, failed (path, reason), "
+                        "pages, chunks, seconds, cancelled")
 
-    p = sub.add_parser("search", help="show the passages that best match a query")
-    p.add_argument("query")
-    p.add_argument("-k", type=int, default=5)
-    p.add_argument("--collection", default="default")
-    p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_search)
+    p = _command(sub, common, "search", "show the passages that best match a query",
+                 '  sprig search "pump maintenance interval"\n'
+                 '  sprig search -k 10 --mode keyword "ISO 9001"\n'
+                 '  sprig search --json "warranty" | jq ".[0].path"', cmd_search)
+    p.add_argument("query", help="words or a question")
+    p.add_argument("-k", type=int, default=5, metavar="N", help="how many passages (default: 5)")
+    p.add_argument("--collection", default="default", metavar="NAME",
+                   help="the collection to search (default: default)")
+    p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid",
+                   help="hybrid: meaning and keywords fused (default); vector: meaning only; "
+                        "keyword: BM25 only")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list: path, page, text, score, similarity, bm25, char_start, "
+                        "char_end, chunk_id")
 
-    p = sub.add_parser("docs", help="list indexed documents")
-    p.add_argument("--collection", default=None)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_docs)
+    p = _command(sub, common, "docs", "list indexed documents, with their status and why any failed",
+                 "  sprig docs\n  sprig docs --collection work --json", cmd_docs)
+    p.add_argument("--collection", default=None, metavar="NAME",
+                   help="only this collection (default: all)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list: path, collection, status, reason, code, pages, chunks, size, "
+                        "indexed_at")
 
-    p = sub.add_parser("remove", help="remove a file or folder from the index")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--collection", default=None)
-    p.set_defaults(func=cmd_remove)
+    p = _command(sub, common, "remove", "remove files or folders from the index (the files stay on disk)",
+                 "  sprig remove old-report.pdf\n  sprig remove --collection work ~/work/archive",
+                 cmd_remove)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="an indexed file, or a folder: everything under it")
+    p.add_argument("--collection", default=None, metavar="NAME",
+                   help="only from this collection (default: all)")
 
-    p = sub.add_parser("ask", help="answer a question from the indexed documents")
-    p.add_argument("question")
-    p.add_argument("--collection", default="default")
-    p.add_argument("--model", default=None, help="a GGUF file, or bundled-qwen / bundled-gemma")
+    p = _command(sub, common, "ask", "answer a question from the indexed documents, citing file and page",
+                 '  sprig ask "When is the generator tested?"\n'
+                 '  sprig ask --model bundled-gemma --json "Who signed the lease?"\n'
+                 '  sprig ask --chat "Pump manual" "How often is the seal replaced?"', cmd_ask)
+    p.add_argument("question", help="the question, in quotes")
+    p.add_argument("--collection", default=None, metavar="NAME",
+                   help="the collection to answer from (default: the chat's, else default)")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="bundled-qwen, bundled-gemma (faster, weaker), or a GGUF file "
+                        "(default: the one in settings)")
     p.add_argument("--general-knowledge", action="store_true",
                    help="let the model answer from its own knowledge when the documents don't")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_ask)
+    p.add_argument("--chat", metavar="TITLE", default=None,
+                   help="add the question and answer to the saved chat with this title (created if "
+                        "missing; earlier questions in it are the context); the window shows it")
+    p.add_argument("--json", action="store_true",
+                   help="print the answer as JSON: answer, abstained, mode, citations, claims, evidence "
+                        "(each source with path, page, text), and chat when --chat is given")
 
-    p = sub.add_parser("check", help="check that the catalog and the vector store agree")
+    p = _command(sub, common, "chats", "list saved chats (the window's and `ask --chat`'s), or export one",
+                 "  sprig chats\n  sprig chats --json\n  sprig chats export 3 > pump-chat.md",
+                 cmd_chats)
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list: id, title, collection, messages, created, updated")
+    actions = p.add_subparsers(dest="action", metavar="ACTION",
+                               help="export: print one chat as Markdown (without an action: list them)")
+    e = actions.add_parser("export", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+                           help="print one chat as Markdown, every citation with its file, page and quote",
+                           description="Print one chat as Markdown: each question and answer, and every "
+                                       "citation resolved to its file, page and quote.",
+                           epilog="examples:\n  sprig chats export 3\n  sprig chats export 3 > chat.md")
+    e.add_argument("id", type=int, metavar="ID", help="the chat's id (the first column of `sprig chats`)")
+    p.set_defaults(needs_lock=False)  # reading chats is safe while the window writes them
+
+    p = _command(sub, common, "check", "check that the catalog and the vector store agree",
+                 "  sprig check\n  sprig check --repair", cmd_check)
     p.add_argument("--repair", action="store_true",
-                   help="rebuild a damaged vector store from the catalog and re-queue interrupted files")
-    p.set_defaults(func=cmd_check)
+                   help="restore a damaged catalog from its last good copy, rebuild a damaged vector store "
+                        "from the catalog and re-queue interrupted files")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.quiet = bool(getattr(args, "quiet", False))
+    args.verbose = int(getattr(args, "verbose", 0) or 0)
+    if args.quiet and args.verbose:
+        build_parser().error("-q and -v cannot be used together")
+    return args
+
+
+def _configure_logging(args) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        logging.getLogger("desktop").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
+
+
+def _use_data_dir(folder: str) -> None:
+    """``--data-dir``: the same as SPRIG_HOME, for this process and every child it starts."""
+    path = Path(folder).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise _UsageError(f"--data-dir {printable(str(path))} is not a folder")
+    os.environ["SPRIG_HOME"] = str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     from desktop.config import enforce_offline
 
     enforce_offline()
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    try:
+        if getattr(args, "data_dir", None):
+            _use_data_dir(args.data_dir)
+        return _run(args)
+    except _UsageError as exc:
+        print(f"sprig: error: {exc} (see `sprig --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args) -> int:
     import sqlite3
 
     from desktop.config import Paths, record_native_crashes
-    from desktop.errors import (
-        CatalogDamaged,
-        DataFolderUnwritable,
-        DiskFull,
-        SprigError,
-        StoreError,
-    )
+    from desktop.errors import SprigError, StoreError
     from desktop.lock import DataFolderLock, hand_off
 
-    paths = Paths.default()
+    _configure_logging(args)
+    try:
+        paths = Paths.default()
+    except OSError as exc:
+        error(f"the data folder cannot be used: {exc}")
+        return EXIT_ERROR
     record_native_crashes(paths)
     lock = DataFolderLock(paths.lock)
-    if not lock.acquire():
+    if getattr(args, "needs_lock", True) and not lock.acquire():
         # the window (or another sprig command) owns this data folder: one writer at a time
         if args.command == "index" and hand_off(paths.root, args.paths):
             print(f"Sprig's window is open on {printable(str(paths.root))}: it is indexing the "
                   f"{len(args.paths)} item(s) there (see its Documents panel).")
-            return 0
-        print(f"error: Sprig is already using the data folder {printable(str(paths.root))} "
-              f"({lock.owner()}). Close the window (or wait for the other sprig command) and try "
-              "again, or use the window.", file=sys.stderr)
+            return EXIT_OK
+        error(f"Sprig is already using the data folder {paths.root} ({lock.owner()}). Close the window "
+              "(or wait for the other sprig command) and try again, or use the window.")
         return EXIT_IN_USE
     try:
         return args.func(args)
-    except BrokenPipeError:
-        return 0
-    except (CatalogDamaged, DataFolderUnwritable, DiskFull) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:  # `sprig docs | head`: the reader has gone, which is fine
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except StoreError as exc:
-        print(f"error: {exc}\nrun `sprig check --repair` to rebuild the vector store", file=sys.stderr)
-        return 2
+        from desktop.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
+
+        if isinstance(exc, (CatalogDamaged, DataFolderUnwritable, DiskFull)):
+            error(str(exc))
+        else:
+            error(f"{exc}; run `sprig check --repair` to rebuild the vector store")
+        return EXIT_ERROR
     except sqlite3.DatabaseError as exc:  # damage found while reading
         from desktop.rag.catalog import classify_error
 
-        print(f"error: {classify_error(paths.catalog, exc)}", file=sys.stderr)
-        return 2
+        error(str(classify_error(paths.catalog, exc)))
+        return EXIT_ERROR
     except SprigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        error(str(exc))
+        return EXIT_ERROR
+    except OSError as exc:  # a folder Sprig needs could not be created or written
+        error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        return EXIT_ERROR
     finally:
         lock.release()
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pass
 
 
 if __name__ == "__main__":

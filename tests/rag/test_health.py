@@ -226,7 +226,7 @@ def test_cli_check_and_repair(built_store, tmp_path):
     assert check.returncode == 1 and "the vector store is damaged" in check.stderr
     assert "sprig check --repair" in check.stderr and "Traceback" not in check.stderr
     search = run("search", "Normans")
-    assert search.returncode == 2 and "Traceback" not in search.stderr and "--repair" in search.stderr
+    assert search.returncode == 3 and "Traceback" not in search.stderr and "--repair" in search.stderr
     repair = run("check", "--repair")
     assert repair.returncode == 0, repair.stderr[-2000:]
     assert f"rebuilt {len(ids)} vectors" in repair.stdout

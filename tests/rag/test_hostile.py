@@ -345,7 +345,8 @@ def test_cli_reports_each_reason(tmp_path, corpus):
     assert f"indexed {len(good)} file(s)" in run.stdout
     assert f"failed {len(failed)}" in run.stdout
     for case in failed:
-        line = next(x for x in run.stdout.splitlines() if x.startswith(f"  FAILED {case.path}: "))
+        # each failure once, as one line on stderr
+        line = next(x for x in run.stderr.splitlines() if x.startswith(f"FAILED {case.path}: "))
         assert case.reason_contains.lower() in line.lower(), line
     docs = subprocess.run([str(SPRIG), "docs", "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert docs.returncode == 0, docs.stderr[-2000:]

@@ -1,0 +1,139 @@
+"""A saved chat as Markdown, with every citation resolved to its file, page and quote.
+
+Qt-free, so the command line (``sprig chats export ID``) and the window write the same text.
+Everything that came from a document or a file name is made printable (no escape sequences
+reach a terminal) and escaped for Markdown (a document's ``*`` or ``<script>`` is shown, not
+rendered); the answers keep their own Markdown, as the window shows them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from desktop.display import printable
+from desktop.rag.conversations import Conversation, Message
+
+MAX_QUOTE_CHARS = 600  # evidence lines are a sentence or two; a longer stored passage is cut
+UNSUPPORTED_MARK = " *(not supported by the cited evidence)*"
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+_LINE_START = re.compile(r"^(\s*)([#+\-=])|^(\s*\d+)([.)])")
+
+
+def md_escape(text: str) -> str:
+    """One line of plain text, shown as written by any Markdown renderer."""
+    text = _MD_SPECIAL.sub(r"\\\1", printable(text))
+    # a line that would start a heading or a list: "\# x", "\- x", "1\. x"
+    return _LINE_START.sub(lambda m: (m.group(1) + "\\" + m.group(2)) if m.group(2)
+                           else (m.group(3) + "\\" + m.group(4)), text)
+
+
+def code_span(text: str) -> str:
+    """``text`` as inline code, whatever backticks it holds."""
+    text = printable(text)
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """A source's words on one line, cut at ``limit`` characters."""
+    words = " ".join(text.split())
+    if len(words) > limit:
+        words = words[: limit - 1].rstrip() + "…"
+    return words
+
+
+def source_location(source: dict) -> str:
+    """"name, page N" for a saved source (a file without pages has only its name)."""
+    path = source.get("path") or ""
+    name = Path(path).name or path or "unknown file"
+    return f"{name}, page {source['page']}" if source.get("page") else name
+
+
+def answer_text(content: str, meta: dict) -> str:
+    """The answer as the window shows it: unsupported sentences marked, and the number of a
+    source the model did not cite by number (it was matched by shared words) added at the end."""
+    if meta.get("abstained"):
+        return content
+    for claim in meta.get("claims") or []:
+        text = claim.get("text") or ""
+        if not claim.get("supported", True) and text and text in content:
+            content = content.replace(text, text + UNSUPPORTED_MARK, 1)
+    citations = meta.get("citations") or []
+    missing = [c["n"] for c in citations if c.get("n") and f"[{c['n']}]" not in content]
+    if missing and content.strip():
+        content = content.rstrip() + " " + "".join(f"[{n}]" for n in missing)
+    return content
+
+
+def source_markdown(source: dict) -> str:
+    """``**[n]** name, page N — `full path` `` then the quote as a block quote."""
+    n = source.get("n")
+    head = (f"**[{n}]** " if n else "") + md_escape(source_location(source))
+    if source.get("path"):
+        head += " — " + code_span(source["path"])
+    if source.get("matched"):
+        head += " *(matched by shared words: the model gave no citation)*"
+    text = quote(source.get("text") or "")
+    body = f"> {md_escape(text)}" if text else "> *(the quote was not recorded)*"
+    return f"{head}\n\n{body}"
+
+
+def _notes(meta: dict) -> list[str]:
+    notes = []
+    if meta.get("error"):
+        notes.append(str(meta["error"]))
+    if meta.get("stopped"):
+        notes.append("Stopped.")
+    elif meta.get("partial"):
+        notes.append("Interrupted: Sprig closed before this answer was finished.")
+    if meta.get("mode") == "general":
+        notes.append("Not from your documents.")
+    elif meta.get("mode") == "quoted":
+        notes.append("Quoted from your documents: the model gave no answer that the evidence supports.")
+    if meta.get("unreadable_meta"):
+        notes.append("The sources of this answer could not be read.")
+    return notes
+
+
+def _question(message: Message) -> str:
+    lines = [md_escape(line) for line in message.content.split("\n")]
+    return "---\n\n### Question\n\n" + "  \n".join(lines)
+
+
+def _answer(message: Message) -> str:
+    meta = message.meta
+    text = "\n".join(printable(line) for line in answer_text(message.content, meta).split("\n")).strip()
+    parts = ["### Answer", text or "*(no answer)*"]
+    parts += [f"*{md_escape(note)}*" for note in _notes(meta)]
+    citations = meta.get("citations") or []
+    nearest = meta.get("nearest") or []
+    if citations:
+        parts.append("**Sources**")
+        parts += [source_markdown(s) for s in citations]
+    elif nearest:
+        parts.append("**Nearest passages** (not enough to answer)")
+        parts += [source_markdown(s) for s in nearest]
+    return "\n\n".join(parts)
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def chat_markdown(conversation: Conversation, exported_at: float | None = None) -> str:
+    """The whole chat as a Markdown document (title, then each question and answer)."""
+    conv = conversation
+    questions = sum(1 for m in conv.messages if m.role == "user")
+    header = [
+        f"# {md_escape(conv.title)}",
+        f"Collection {code_span(conv.collection)} · {questions} question{'s' if questions != 1 else ''} · "
+        f"started {_when(conv.created)} · exported from Sprig {_when(exported_at or time.time())}",
+    ]
+    body = [_question(m) if m.role == "user" else _answer(m) for m in conv.messages]
+    return "\n\n".join(header + body) + "\n"
