@@ -548,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "  sprig index --collection work ~/work/manuals\n"
                  "  sprig index --json ~/papers > summary.json", cmd_index)
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="a file (PDF, DOCX, HTML, Markdown, text...) or a folder, read recursively "
+                   help="a file (PDF, DOCX, EPUB, HTML, Markdown, text...) or a folder, read recursively "
                         "and kept in sync on later runs")
     p.add_argument("--collection", default="default", metavar="NAME",
                    help="the collection to add them to (default: default)")
