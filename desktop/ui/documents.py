@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QKeySequence, QPalette, QShortcut
+from PySide6.QtGui import QFont, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from desktop.display import display_name
 from desktop.rag.loaders import SUPPORTED_SUFFIXES
 from desktop.rag.types import Progress
+from desktop.ui.theme import Colors
 from desktop.ui.workers import Worker
 
 FILE_FILTER = (
@@ -149,7 +150,20 @@ class DocumentListModel(QAbstractListModel):
 
 
 class DocumentDelegate(QStyledItemDelegate):
-    """Two lines per document: the name, then its status (with a bar while it indexes)."""
+    """Two lines per document: the name, then its status (with a bar while it indexes).
+
+    The status is drawn in the palette's success, error or muted colour, each fitted to the
+    list's background (``desktop.ui.theme``), so it stays readable in a dark palette too."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._colors: tuple[int, Colors] | None = None  # (palette's cache key, its colours)
+
+    def colors(self, palette: QPalette) -> Colors:
+        key = palette.cacheKey()
+        if self._colors is None or self._colors[0] != key:
+            self._colors = (key, Colors.from_palette(palette))
+        return self._colors[1]
 
     def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt override
         line = option.fontMetrics.height()
@@ -185,8 +199,8 @@ class DocumentDelegate(QStyledItemDelegate):
             style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
             detail_rect.setRight(bar.rect.left() - 6)
         if not selected:
-            colors = {"failed": QColor("#b3261e"), "indexed": QColor("#2e7d32")}
-            painter.setPen(colors.get(row.status, palette.color(QPalette.ColorRole.PlaceholderText)))
+            c = self.colors(palette)
+            painter.setPen({"failed": c.error, "indexed": c.success}.get(row.status, c.muted))
         painter.drawText(detail_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          option.fontMetrics.elidedText(row.detail, Qt.TextElideMode.ElideRight, detail_rect.width()))
         painter.restore()

@@ -2,7 +2,8 @@
 
 A PDF opens at the cited page in a ``QPdfView`` with the passage highlighted through a
 ``QPdfSearchModel``. Any other format is read again (in the sandboxed parser process, on a
-worker) and shown as plain text, scrolled to the passage, which is highlighted.
+worker) and shown as plain text, scrolled to the passage, which is marked in the palette's
+marker colour (``desktop.ui.theme``) and marked again when the palette changes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import re
 
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
+from PySide6.QtGui import QTextCharFormat, QTextCursor
 from PySide6.QtPdf import QPdfDocument, QPdfSearchModel
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.display import display_name
+from desktop.ui.theme import Colors, follows_palette_change
 from desktop.ui.workers import Worker
 
 MAX_SHOWN_CHARS = 400_000  # larger texts are shown as a window around the passage
@@ -271,20 +273,34 @@ class SourceViewer(QWidget):
             return
         start, end = span[0] - offset, span[1] - offset
         self.highlight = (start, end)
-        cursor = QTextCursor(self.text_view.document())
-        cursor.setPosition(start)
-        cursor.setPosition(end, QTextCursor.MoveMode.KeepAnchor)
-        selection = QTextEdit.ExtraSelection()
-        selection.cursor = cursor
-        fmt = QTextCharFormat()
-        fmt.setBackground(QColor("#fff3a3"))
-        selection.format = fmt
-        self.text_view.setExtraSelections([selection])
+        self._mark_passage()
         caret = QTextCursor(self.text_view.document())
         caret.setPosition(start)
         self.text_view.setTextCursor(caret)
         QTimer.singleShot(0, lambda: self._scroll_to(start))
         self.opened.emit(source)
+
+    def _mark_passage(self) -> None:
+        """The passage's background in the marker colour of the current palette (its text keeps
+        the palette's Text colour, which the marker is fitted to)."""
+        if self.highlight is None:
+            self.text_view.setExtraSelections([])
+            return
+        cursor = QTextCursor(self.text_view.document())
+        cursor.setPosition(self.highlight[0])
+        cursor.setPosition(self.highlight[1], QTextCursor.MoveMode.KeepAnchor)
+        selection = QTextEdit.ExtraSelection()
+        selection.cursor = cursor
+        fmt = QTextCharFormat()
+        fmt.setBackground(Colors.from_palette(self.palette()).marker)
+        selection.format = fmt
+        self.text_view.setExtraSelections([selection])
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if follows_palette_change(event) and self.highlight is not None:
+            # a theme switch while a source is open: the marker follows the new palette
+            self._mark_passage()
 
     def _scroll_to(self, position: int) -> None:
         """Put the passage near the top of the view (not at its bottom edge)."""

@@ -1,6 +1,7 @@
-"""Dark mode: the chat takes its colours from the palette, and every text it draws keeps a WCAG
-contrast ratio of at least 4.5 against what is behind it, measured on the rendered pixels of
-the real window under a light and a dark palette (and after switching while it runs)."""
+"""Dark mode: the chat, the documents list and the source viewer take their colours from the
+palette, and every text they draw keeps a WCAG contrast ratio of at least 4.5 against what is
+behind it, measured on the rendered pixels of the real window under a light and a dark palette
+(and after switching while it runs)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.config import Paths, Settings
 from desktop.rag.conversations import Message
+from desktop.ui.documents import DocRow
 from desktop.ui.theme import (
     MIN_CONTRAST,
     Colors,
@@ -218,6 +220,103 @@ def test_the_chat_is_readable_in_light_and_dark_palettes(qtbot, app_palette, cha
     # the system theme switches while Sprig runs: the open chat follows at once
     app_palette(PALETTES[then])
     check_window(qtbot, window, dark=then == "dark")
+
+
+# ------------------------------------------------------------------ documents list
+STATUS_ROWS = [
+    DocRow("/docs/report.pdf", "indexed", pages=12, chunks=48),
+    DocRow("/docs/scan.pdf", "failed", reason="damaged PDF (the file could not be read)"),
+    DocRow("/docs/notes.md", "queued"),
+    DocRow("/docs/minutes.docx", "indexing", fraction=0.4),
+]
+
+
+def status_line_rect(window, row: int) -> QRect:
+    """Where the delegate draws a row's status text (its second line, without the bar)."""
+    panel = window.documents
+    view = panel.list
+    index = panel.model.index(row)
+    detail = panel.model.rows[row].detail
+    metrics = view.fontMetrics()
+    rect = view.visualRect(index).adjusted(8, 4, -8, -4)
+    line = metrics.height()
+    text = QRect(rect.left(), rect.top() + line + 2, min(metrics.horizontalAdvance(detail), rect.width() // 2), line)
+    return widget_rect(window, view.viewport(), text)
+
+
+def check_statuses(qtbot, window) -> None:
+    colors = Colors.from_palette()
+    image = rendered(qtbot, window)
+    expected = {"indexed": colors.success, "failed": colors.error, "queued": colors.muted, "indexing": colors.muted}
+    results = {}
+    for i, row in enumerate(window.documents.model.rows):
+        bg, text, ratio = results[row.status] = measure(image, status_line_rect(window, i))
+        # drawn on the list's own background, in the colour its status has in this palette
+        assert same(bg, colors.answer), (row.status, bg.name(), colors.answer.name())
+        assert contrast_ratio(text, expected[row.status]) < 1.3, (row.status, text.name(), expected[row.status].name())
+    low = {status: f"{t.name()} on {b.name()}: {r:.2f}" for status, (b, t, r) in results.items() if r < MIN_CONTRAST}
+    assert not low, low
+
+
+@pytest.mark.parametrize("first,then", [("light", "dark"), ("dark", "light")])
+def test_document_statuses_are_readable_in_light_and_dark_palettes(qtbot, app_palette, chat_window, first, then):
+    app_palette(PALETTES[first])
+    window = chat_window()
+    panel = window.documents
+    panel.model.set_rows(STATUS_ROWS)
+    panel.stack.setCurrentWidget(panel.list)
+    panel.list.clearSelection()
+    check_statuses(qtbot, window)
+    app_palette(PALETTES[then])
+    check_statuses(qtbot, window)
+
+
+# ------------------------------------------------------------------ source viewer
+MARKED = "The treaty was signed at Falaise in 1174."
+
+
+def marked_rect(window) -> QRect:
+    """The marked passage (one line) in the window's coordinates."""
+    view = window.viewer.text_view
+    start, end = window.viewer.highlight
+    cursor = QTextCursor(view.document())
+    cursor.setPosition(start)
+    first = view.cursorRect(cursor)
+    cursor.setPosition(end)
+    last = view.cursorRect(cursor)
+    assert first.top() == last.top(), "the passage wraps; widen the viewer"
+    return widget_rect(window, view.viewport(), QRect(first.topLeft(), last.bottomRight()).adjusted(2, 0, -2, 0))
+
+
+def check_marked_passage(qtbot, window, dark: bool) -> None:
+    colors = Colors.from_palette()
+    image = rendered(qtbot, window)
+    bg, text, ratio = measure(image, marked_rect(window))
+    # the passage is marked (its background is the marker, not the page's), and readable on it
+    assert same(bg, colors.marker), (bg.name(), colors.marker.name())
+    assert not same(bg, colors.answer, tolerance=40), (bg.name(), colors.answer.name())
+    assert (relative_luminance(bg) < 0.2) if dark else (relative_luminance(bg) > 0.6), bg.name()
+    assert contrast_ratio(text, colors.text) < 1.3, (text.name(), colors.text.name())
+    assert ratio >= MIN_CONTRAST, f"{text.name()} on {bg.name()}: {ratio:.2f}"
+
+
+@pytest.mark.parametrize("first,then", [("light", "dark"), ("dark", "light")])
+def test_the_marked_passage_is_readable_in_light_and_dark_palettes(qtbot, app_palette, chat_window, tmp_path,
+                                                                  first, then):
+    note = tmp_path / "chronicle.txt"
+    intro = "Notes on the Norman kings.\n\n"
+    note.write_text(intro + MARKED + "\n\nWilliam returned to Normandy the following spring.\n")
+    app_palette(PALETTES[first])
+    window = chat_window()
+    window.resize(1400, 800)
+    window.open_source({"n": 1, "path": str(note), "page": None, "text": MARKED,
+                        "char_start": len(intro), "char_end": len(intro) + len(MARKED)})
+    qtbot.waitUntil(lambda: window.viewer.highlight is not None, timeout=30_000)
+    assert window.viewer.highlighted_text() == MARKED
+    check_marked_passage(qtbot, window, dark=first == "dark")
+    # the system theme switches while the source is open: the marker follows at once
+    app_palette(PALETTES[then])
+    check_marked_passage(qtbot, window, dark=then == "dark")
 
 
 # ------------------------------------------------------------------ computed colours
