@@ -8,12 +8,11 @@ tokens, so the caller can keep every prompt inside the context window.
   Prompts are built as token lists: template text may contain special tokens, message
   content never does, so a document that contains "<|im_start|>system" stays plain text.
   A model without a chat template gets a plain completion prompt with stop sequences.
-* ``EndpointModel``: any OpenAI-compatible server (llama.cpp's ``llama-server``).
+* ``EndpointModel`` (``desktop.models.endpoint``): any OpenAI-compatible server.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -294,64 +293,3 @@ def _compile_template(source: str):
         return compile_chat_template(source)
     except TemplateRejected:
         return None
-
-
-class EndpointModel(ChatModel):
-    """An OpenAI-compatible chat endpoint (e.g. llama.cpp's llama-server on a bigger machine)."""
-
-    def __init__(self, url: str, model: str = "", n_ctx: int = 4096, api_key: str = "", timeout: float = 120.0):
-        self.url = url.rstrip("/")
-        self.model = model
-        self.n_ctx = n_ctx
-        self.api_key = api_key or os.environ.get("SPRIG_ENDPOINT_KEY", "")
-        self.timeout = timeout
-        self.name = model or self.url
-        self.has_chat_template = True
-
-    def _endpoint(self, path: str) -> str:
-        base = self.url if self.url.endswith("/v1") else self.url + "/v1"
-        return base + path
-
-    def count_text(self, text: str) -> int:
-        # no tokenizer here: a safe over-estimate (English is ~4 characters a token)
-        return len(text) // 3 + 1
-
-    def truncate_text(self, text: str, max_tokens: int) -> str:
-        return text[: max(0, max_tokens) * 3]
-
-    def count(self, messages: list[Message]) -> int:
-        return sum(self.count_text(m["content"]) + 8 for m in messages) + 8
-
-    def stream(self, messages: list[Message], max_tokens: int = 256, temperature: float = 0.2,
-               should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
-        import urllib.error
-        import urllib.request
-
-        body = json.dumps({
-            "model": self.model or "default", "messages": messages, "max_tokens": max_tokens,
-            "temperature": temperature, "stream": True,
-        }).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self._endpoint("/chat/completions"), data=body, headers=headers)
-        try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 - user-configured URL
-        except (urllib.error.URLError, OSError) as exc:
-            raise ModelError(f"Cannot reach the model server at {self.url}: {exc}") from exc
-        with response:
-            for raw in response:
-                if should_stop():
-                    break
-                line = raw.decode("utf-8", "replace").strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                except (ValueError, KeyError, IndexError):
-                    continue
-                if delta:
-                    yield delta

@@ -385,11 +385,16 @@ def _with_text(p: Passage, text: str) -> Passage:
 def load_model(settings, paths, progress=None):
     """The chat model the settings name: an endpoint, a bundled model, or a GGUF file."""
     from desktop.models.bundled import resolve_model_path
-    from desktop.models.llm import EndpointModel
+    from desktop.models.endpoint import EndpointModel
     from desktop.models.probe import open_local_model
 
     if settings.model_endpoint:
-        return EndpointModel(settings.model_endpoint, n_ctx=settings.context_size)
+        # asked at once what it serves and how it counts tokens: an unreachable server or a
+        # refused key is said while loading, not at the first question
+        model = EndpointModel(settings.model_endpoint, n_ctx=settings.context_size,
+                              api_key=settings.model_api_key)
+        model.load()
+        return model
     path = resolve_model_path(settings.model, Path(paths.models), progress)
     # probed in a child process first, loaded under the crash-loop guard
     return open_local_model(path, paths, n_ctx=settings.context_size)

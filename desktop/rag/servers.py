@@ -1,6 +1,7 @@
 """Checking a model server and a Chroma server before Sprig is pointed at them.
 
-Each check makes a few plain HTTP GETs (no server library is imported) and says in one
+Each check makes a few plain HTTP requests (GETs, and for a model server a POST that asks
+it to tokenize an empty text; no server library is imported) and says in one
 sentence what it found (the server's models; Chroma's version, tenant and collections) or
 why it could not: not an address, unknown host, nothing listening, no answer in time,
 refused key or token, another HTTP status, or an answer that is not the expected API.
@@ -128,7 +129,29 @@ def check_model_server(url: str, api_key: str = "", timeout_s: float = CHECK_TIM
         return ServerCheck(True, f"Connected to {_where(target)}, but it lists no models", [])
     names = ", ".join(models[:5]) + (f" and {len(models) - 5} more" if len(models) > 5 else "")
     noun = "model" if len(models) == 1 else "models"
-    return ServerCheck(True, f"Connected to {_where(target)}: {len(models)} {noun} ({names})", models)
+    extras = model_server_extras(url, api_key, timeout_s)
+    summary = f"Connected to {_where(target)}: {len(models)} {noun} ({names})"
+    return ServerCheck(True, summary + ("; " + ", ".join(extras) if extras else ""), models + extras)
+
+
+def model_server_extras(url: str, api_key: str = "", timeout_s: float = CHECK_TIMEOUT_S) -> list[str]:
+    """What the server offers beyond the model list that Sprig uses: a tokenizer (prompts are
+    then counted in the model's own tokens, not estimated) and its context size, where it
+    says (llama.cpp's llama-server does, llama-cpp-python does not). Empty when it offers
+    neither or cannot be asked."""
+    from desktop.errors import ModelError
+    from desktop.models.endpoint import EndpointModel
+
+    try:
+        info = EndpointModel(url, api_key=api_key, connect_timeout=timeout_s, read_timeout=timeout_s).probe()
+    except ModelError:
+        return []
+    found = []
+    if info.tokenizer is not None:
+        found.append(f"it counts tokens ({info.tokenizer.name})")
+    if info.n_ctx:
+        found.append(f"context {info.n_ctx} tokens")
+    return found
 
 
 # ------------------------------------------------------------------ Chroma server
