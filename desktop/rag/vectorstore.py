@@ -2,7 +2,8 @@
 
 Chroma holds only ids, vectors and the owning document id; the chunk text lives in the
 catalog, which is the source of truth. Each Sprig collection is one Chroma collection in
-cosine space. Telemetry is off.
+cosine space. Telemetry is off. A server's token (``chroma_token``) is sent as
+``Authorization: Bearer TOKEN``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ def chroma_name(collection: str) -> str:
 
 
 class VectorStore:
-    def __init__(self, path: Path | None = None, url: str = "", embedding_model: str = ""):
+    def __init__(self, path: Path | None = None, url: str = "", embedding_model: str = "", token: str = ""):
         self.path = Path(path) if path else None
         self.url = url
+        self.token = token.strip()
         self.embedding_model = embedding_model
         self._client = None
         self._collections: dict[str, object] = {}
@@ -47,6 +49,7 @@ class VectorStore:
                             host=parsed.hostname or "localhost",
                             port=parsed.port or 8000,
                             ssl=parsed.scheme == "https",
+                            headers={"Authorization": f"Bearer {self.token}"} if self.token else None,
                             settings=settings,
                         )
                     else:
