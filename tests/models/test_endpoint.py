@@ -1,7 +1,7 @@
 """Sprig answering through a model server: llama.cpp's OpenAI-compatible server as packaged for
 Python (``python -m llama_cpp.server``) on the bundled Qwen, started on the loopback interface.
 
-Real question through the answer engine, streaming, Stop (during the prompt and mid-answer),
+Real questions through the answer engine and ``sprig ask``, streaming, Stop (during the prompt and mid-answer),
 the token budget counted by the server, a refused or missing key, a context smaller than
 Sprig's, and the connection failures (nothing listening, no connection in time, no answer in
 time). One small stand-in server at the end plays a server without a tokenizer, which
@@ -219,6 +219,29 @@ def test_an_answer_stopped_by_the_user_is_kept_as_stopped(model_server, manual_l
             stream.stop()
     assert stream.result.stopped and after_stop == 0
     assert stream.result.answer_tokens == 2
+
+
+def test_sprig_ask_answers_through_the_server_named_in_the_settings(model_server, sprig_home, tmp_path, embedder):
+    from desktop.rag.library import Library
+
+    doc = tmp_path / "pump-manual.txt"
+    doc.write_text(MANUAL, encoding="utf-8")
+    lib = Library(Paths(sprig_home), Settings(), embedder=embedder)
+    assert not lib.index([doc]).failed
+    lib.close()
+    server_settings(model_server.url).save(Paths(sprig_home).settings)
+    env = {**os.environ, "SPRIG_HOME": str(sprig_home)}
+    ask = [sys.executable, "-m", "desktop.cli", "ask", QUESTION, "--json"]
+    result = subprocess.run(ask, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert "locker 12" in answer["answer"] and not answer["abstained"]
+    assert answer["citations"][0]["path"] == str(doc)
+    # a refused key: one line on stderr, Sprig's error exit code
+    server_settings(model_server.url, key="stale").save(Paths(sprig_home).settings)
+    result = subprocess.run(ask, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 3 and result.stdout == ""
+    assert result.stderr == f"error: The model server at {model_server.url} refused the API key (HTTP 401)\n"
 
 
 # ------------------------------------------------------------------ keys and failures
