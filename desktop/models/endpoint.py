@@ -16,10 +16,12 @@ anything that serves ``POST /v1/chat/completions`` with server-sent events works
   ``/extras/tokenize``, llama.cpp ``llama-server``'s ``/tokenize``); otherwise estimated
   locally at 3 characters a token, an over-estimate for English. The chat template's own
   tokens are not visible through this API, so ``count`` adds ``MESSAGE_OVERHEAD`` a message
-  and ``PROMPT_OVERHEAD`` once (measured: ChatML adds 5 a message and 3, Llama-2 about 15 in
-  all). The server's context size is read from ``/props`` where it is offered (llama-server);
-  llama-cpp-python does not say, so a prompt longer than its ``--n_ctx`` is reported as such
-  and the limit adopted for the next question.
+  and ``PROMPT_OVERHEAD`` once. Measured against llama_cpp.server's own count: Qwen's ChatML
+  adds 13 tokens to a system + user prompt, the Llama-2 format it falls back to for Gemma
+  270M adds 15; a template's default system prompt, added when a prompt has none (Qwen's
+  is 17 tokens), also fits. The server's context size is read from ``/props`` where it is
+  offered (llama-server); llama-cpp-python does not say, so a prompt longer than its
+  ``--n_ctx`` is reported as such and the limit adopted for the next question.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ READ_TIMEOUT_S = 120.0
 POLL_S = 0.05  # how often a waiting stream looks at should_stop()
 CHARS_PER_TOKEN = 3  # the local estimate: English averages ~4 characters a token
 MESSAGE_OVERHEAD = 8  # template tokens around each message (role markers, separators)
-PROMPT_OVERHEAD = 16  # template tokens once per prompt (BOS, the assistant's opening)
+PROMPT_OVERHEAD = 24  # template tokens once per prompt (BOS, the assistant's opening, a default system prompt)
 ERROR_BODY_BYTES = 65536
 _COUNT_CACHE = 2048
 

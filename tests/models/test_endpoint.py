@@ -48,10 +48,11 @@ def model_server(qwen_path, tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    # one thread each: on a shared 2-core machine two spinning llama.cpp threads run ~10x slower
+    # one thread each: on a shared 2-core machine two spinning llama.cpp threads run ~10x slower;
+    # requests wait their turn instead of cutting the running answer short (the default)
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(qwen_path), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", str(SERVER_CTX), "--n_threads", "1", "--n_threads_batch", "1",
-               "--api_key", KEY]
+               "--api_key", KEY, "--interrupt_requests", "False"]
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -107,9 +108,8 @@ def server_usage(url: str, messages: list[dict]) -> int:
         return json.loads(response.read())["usage"]["prompt_tokens"]
 
 
-def long_request(words: int, topic: str) -> list[dict]:
-    """A long prompt of its own (the server reuses a prompt prefix it has seen)."""
-    text = " ".join(f"Line {i}: the {topic} was checked and found in order." for i in range(words // 10))
+def long_request(words: int) -> list[dict]:
+    text = " ".join(f"Line {i}: the boiler was checked and found in order." for i in range(words // 10))
     return [{"role": "user", "content": text + "\n\nHow many lines are there?"}]
 
 
@@ -158,7 +158,7 @@ def test_a_context_smaller_than_sprigs_is_reported_and_adopted(model_server):
     model = EndpointModel(model_server.url, api_key=KEY, n_ctx=4096)  # the server holds 2048
     # llama-cpp-python ends such a stream with neither a word nor an error
     with pytest.raises(ModelError) as caught:
-        list(model.stream(long_request(2500, "boiler"), max_tokens=16))
+        list(model.stream(long_request(2500), max_tokens=16))
     message = str(caught.value)
     assert model_server.url in message and f"holds {SERVER_CTX} tokens of context" in message
     assert model.n_ctx == SERVER_CTX  # the next question is built to fit
@@ -186,24 +186,41 @@ def test_stop_mid_answer_hangs_up_and_the_server_stops_generating(model_server):
 
 
 def test_a_busy_server_times_out_stops_at_once_and_then_answers(model_server, manual_library):
-    """While the server reads a long prompt it sends nothing: a read timeout shorter than that is
-    reported, and a question queued behind it stops at once when the user stops it."""
-    model = EndpointModel(model_server.url, api_key=KEY, n_ctx=SERVER_CTX)
-    model.load()
-    model.read_timeout = 0.1  # the server needs longer than this to read a 250-word prompt
-    started = time.monotonic()
-    with pytest.raises(ModelError) as caught:
-        list(model.stream(long_request(250, "valve"), max_tokens=8))
-    assert str(caught.value) == f"The model server at {model_server.url} sent nothing for 0.1 s"
-    assert time.monotonic() - started < 1.5
-    # the server is still reading that prompt: the next request waits behind it, silent
-    model.read_timeout = 60
-    stop = threading.Event()
-    threading.Timer(0.05, stop.set).start()
-    started = time.monotonic()
-    pieces = list(model.stream([{"role": "user", "content": "Say hello."}], max_tokens=8, should_stop=stop.is_set))
-    assert pieces == [] and time.monotonic() - started < 0.05 + 0.5
-    # and once the server is free, the next question is answered
+    """The server answers one request at a time and a request waits behind a running answer
+    (it was started with --interrupt_requests False): hearing nothing for longer than the read
+    timeout is reported, and Stop ends the wait at once."""
+    busy = EndpointModel(model_server.url, api_key=KEY, n_ctx=SERVER_CTX)
+    model = EndpointModel(model_server.url, api_key=KEY, n_ctx=SERVER_CTX, read_timeout=0.3)
+    busy.load()
+    model.load()  # before the server is busy: asking for its model list waits too
+    release, answering = threading.Event(), threading.Event()
+
+    def long_answer():
+        for _piece in busy.stream([{"role": "user", "content": "Count from 1 to 1000, one number per line."}],
+                                  max_tokens=1500, should_stop=release.is_set):
+            answering.set()
+
+    worker = threading.Thread(target=long_answer)
+    worker.start()
+    try:
+        assert answering.wait(60), "the long answer never started"
+        started = time.monotonic()
+        with pytest.raises(ModelError) as caught:
+            list(model.stream([{"role": "user", "content": "Say hello."}], max_tokens=8))
+        assert str(caught.value) == f"The model server at {model_server.url} sent nothing for 0.3 s"
+        assert time.monotonic() - started < 1.5
+        model.read_timeout = 60
+        stop = threading.Event()
+        threading.Timer(0.2, stop.set).start()
+        started = time.monotonic()
+        pieces = list(model.stream([{"role": "user", "content": "Say hello."}], max_tokens=8,
+                                   should_stop=stop.is_set))
+        assert pieces == [] and time.monotonic() - started < 0.2 + 0.5
+        assert worker.is_alive()  # all along the other answer kept the server busy
+    finally:
+        release.set()
+        worker.join(timeout=60)
+    # the server is free again: the next question is answered
     stream = AnswerEngine(manual_library, model, max_answer_tokens=48).ask(QUESTION)
     assert "locker 12" in "".join(stream), stream.result.text
 
