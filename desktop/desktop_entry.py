@@ -150,7 +150,10 @@ def escape_string_value(value: str) -> str:
 
 def render_entry(command: list[str], mime_types: list[str]) -> str:
     template = (asset_dir() / "sprig.desktop.in").read_text(encoding="utf-8")
-    exec_line = " ".join(quote_exec_arg(a) for a in command)
+    # GLib looks the program up before it turns "%%" back into "%", so a launcher whose
+    # path holds a "%" is started through env, whose arguments are expanded as they should be
+    program = ["env"] if "%" in command[0] else []
+    exec_line = " ".join(quote_exec_arg(a) for a in [*program, *command])
     text = (template.replace("@EXEC@", escape_string_value(exec_line))
             .replace("@TRYEXEC@", escape_string_value(command[0]))
             .replace("@MIMETYPE@", "".join(f"{m};" for m in mime_types)))
