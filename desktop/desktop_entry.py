@@ -70,6 +70,9 @@ class EntryReport:
 # ------------------------------------------------------------------ where things go
 def data_home() -> Path:
     """``$XDG_DATA_HOME``, or ``~/.local/share`` when it is unset, empty or relative (XDG spec)."""
+    if sys.platform in ("win32", "darwin"):
+        raise DesktopEntryError("the application menu entry is for Linux (and other XDG) desktops; "
+                                "on Windows and macOS, build the app with Briefcase instead")
     value = os.environ.get("XDG_DATA_HOME", "")
     if value and os.path.isabs(value):
         return Path(value)
