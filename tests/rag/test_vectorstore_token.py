@@ -51,3 +51,16 @@ def test_the_token_is_sent_as_a_bearer_header(refusing_server, token, header):
         store.client  # noqa: B018 - opening the client asks the server who we are
     assert refusing_server in str(caught.value) and "token refused" in str(caught.value)
     assert Refusing.seen and all(auth == header for _path, auth in Refusing.seen), Refusing.seen
+
+
+def test_the_library_sends_the_token_from_its_settings(refusing_server, sprig_home, embedder):
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import Library
+
+    settings = Settings(chroma_url=refusing_server, chroma_token="from-settings")
+    try:
+        lib = Library(Paths(sprig_home), settings, embedder=embedder)
+        lib.store.client  # noqa: B018
+    except StoreError:
+        pass
+    assert ("Bearer from-settings" in {auth for _path, auth in Refusing.seen}), Refusing.seen
