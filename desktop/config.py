@@ -105,6 +105,11 @@ class Paths:
         return self.root / "settings.json"
 
     @property
+    def ocr(self) -> Path:
+        """What OCR read on scanned PDF pages: text and line boxes, one file per document content."""
+        return self.root / "ocr"
+
+    @property
     def lock(self) -> Path:
         return self.root / "sprig.lock"
 
