@@ -1,4 +1,4 @@
-"""The `sprig` command line: index, search, docs, remove, ask, chats, check.
+"""The `sprig` command line: index, search, docs, remove, ask, summarize, chats, check.
 
 It drives the same core the window does (desktop.rag, desktop.models) and never loads Qt.
 Results go to stdout; progress, warnings and errors go to stderr, each failure as one line.
@@ -18,7 +18,8 @@ from desktop import __version__
 from desktop.display import printable
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # some files failed (index), nothing matched (remove), the check found problems
+EXIT_FAILED = 1  # some files failed (index), nothing matched (remove), the check found problems,
+# no point survived the checks (summarize)
 EXIT_USAGE = 2  # the command line itself is wrong (argparse's code)
 EXIT_ERROR = 3  # Sprig could not do the job: damaged catalog or store, unusable model, full disk...
 EXIT_IN_USE = 4  # the data folder is in use by the window or another sprig command
@@ -27,10 +28,11 @@ EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT)
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}    done
   {EXIT_FAILED}    done, but some files failed (index), nothing matched (remove),
-       or the check found problems (check)
+       the check found problems (check), or no point was made (summarize)
   {EXIT_USAGE}    usage error (unknown command or option, bad value)
   {EXIT_ERROR}    Sprig error: the catalog or vector store is damaged, the model or data
-       folder cannot be used, the disk is full, no such chat...
+       folder cannot be used, the disk is full, no such chat, the file is not
+       indexed (summarize)...
   {EXIT_IN_USE}    the data folder is in use by Sprig's window or another sprig command
   {EXIT_INTERRUPTED}  interrupted (Ctrl+C)"""
 
@@ -407,6 +409,127 @@ def printable_answer(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
+# ------------------------------------------------------------------ summarize
+class _SummaryBar:
+    """Summary progress on stderr: a tqdm bar of sections on a terminal; off a terminal (a log,
+    a pipe) a plain line per section. ``quiet``: nothing."""
+
+    FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} sections {elapsed}<{remaining}"
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self.bar = None
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return
+        if not self.tty:
+            if p.stage == "map":
+                print(f"  section {p.done + 1}/{p.total}: {p.points} point(s) so far", file=self.stream, flush=True)
+            elif p.stage == "reduce" and p.done == 0:
+                print(f"  summing up {p.points} point(s)", file=self.stream, flush=True)
+            return
+        if p.stage == "map":
+            if self.bar is None:
+                self.bar = _tqdm_class()(total=p.total, file=self.stream, dynamic_ncols=True, leave=False,
+                                         bar_format=self.FORMAT, mininterval=0.1)
+            self.bar.set_description_str("reading", refresh=False)
+            self.bar.update(p.done - self.bar.n)
+        elif p.stage == "reduce" and self.bar is not None:
+            self.bar.set_description_str("summing up", refresh=False)
+            self.bar.update(self.bar.total - self.bar.n)
+
+    def write(self, line: str) -> None:
+        """A line on stdout that does not break the bar."""
+        if self.bar is not None:
+            self.bar.clear()
+        print(line, flush=True)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _point_line(point, one_file: bool) -> str:
+    """"- text (page 3, 5)"; across several files "- text (a.pdf, page 3; b.pdf, page 2)"."""
+    pages = [str(c.page) for c in point.citations if c.page is not None]
+    if not one_file or not pages:
+        where = "; ".join(c.location for c in point.citations)
+    else:
+        where = ("page " if len(pages) == 1 else "pages ") + ", ".join(pages)
+    return f"- {printable(point.text)} ({printable(where)})"
+
+
+def cmd_summarize(args) -> int:
+    from desktop.config import Paths, Settings
+    from desktop.rag.answer import load_model
+    from desktop.rag.catalog import Catalog
+    from desktop.rag.summarize import find_documents, summarize
+
+    if args.file is None and args.collection is None:
+        raise _UsageError("name a FILE to summarize, or a --collection to summarize whole")
+    if args.task is not None and not args.task.strip():
+        raise _UsageError("--task needs words, e.g. --task 'list every deadline'")
+    paths = Paths.default()
+    settings = Settings.load(paths.settings)
+    for problem in settings.problems:
+        note(args, f"warning: settings: {printable(problem)}")
+    if args.model:
+        settings.model = args.model
+    catalog = Catalog(paths.catalog)
+    model = None
+    bar = _SummaryBar(quiet=args.quiet or args.json)
+    try:
+        find_documents(catalog, args.file, args.collection)  # nothing to read: say so before loading the model
+        assembling = _BytesBar(args.quiet)
+        try:
+            model = load_model(settings, paths, assembling)
+        finally:
+            assembling.close()
+        job = summarize(catalog, model, args.file, args.collection, task=args.task or "", progress=bar)
+        one_file = args.file is not None
+        try:
+            for point in job:
+                if not args.json:
+                    if len(job.result.points) == 1:
+                        bar.write("Points:" if not args.task else f"{printable(args.task.strip())}:")
+                    bar.write(_point_line(point, one_file))
+        except KeyboardInterrupt:
+            job.stop()
+            job.result.stopped = True
+        finally:
+            bar.close()
+        result = job.result
+        if args.json:
+            print(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        else:
+            if result.summary:
+                print(f"\nSummary:\n{printable_answer(result.summary)}")
+            if args.verbose:
+                timings = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+                dropped = ", ".join(f"{n} {why}" for why, n in result.dropped.items()) or "none"
+                print(f"{result.sections_done}/{result.sections} sections, {result.pages} pages; "
+                      f"points left out: {dropped}; {timings}", file=sys.stderr)
+        if result.stopped:
+            print(f"interrupted: {result.sections_done} of {result.sections} sections read", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if not result.points:
+            error("no point could be made: every point the model wrote failed the checks "
+                  "(see -v for why)")
+            return EXIT_FAILED
+        return EXIT_OK
+    finally:
+        bar.close()
+        if model is not None:
+            model.close()
+        catalog.close()
+
+
 # ------------------------------------------------------------------ chats
 def _iso(t: float) -> str:
     from datetime import datetime
@@ -604,6 +727,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print the answer as JSON: answer, abstained, mode, citations, claims, evidence "
                         "(each source with path, page, text), and chat when --chat is given")
+
+    p = _command(sub, common, "summarize",
+                 "summarize a whole indexed document (or collection), every point citing its pages",
+                 "  sprig summarize report.pdf\n"
+                 "  sprig summarize --task 'list every deadline' contract.pdf\n"
+                 "  sprig summarize --collection work --json > work-summary.json", cmd_summarize)
+    p.add_argument("file", nargs="?", default=None, metavar="FILE",
+                   help="an indexed file (without it: every document of --collection)")
+    p.add_argument("--collection", default=None, metavar="NAME",
+                   help="the collection the file is in (default: wherever it is indexed); without FILE, "
+                        "the collection to summarize whole")
+    p.add_argument("--task", default=None, metavar="TEXT",
+                   help="instead of a summary, pull this out of the whole text, e.g. 'list every risk "
+                        "factor' or 'what does it say about pensions'")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="bundled-qwen, bundled-gemma (faster, weaker), or a GGUF file "
+                        "(default: the one in settings)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON: summary, points (text, citations with path, page, "
+                        "text), sections, sections_done, stopped, dropped, timings")
 
     p = _command(sub, common, "chats", "list saved chats (the window's and `ask --chat`'s), or export one",
                  "  sprig chats\n  sprig chats --json\n  sprig chats export 3 > pump-chat.md",
