@@ -133,7 +133,7 @@ class Library:
             token=self.settings.chroma_token,
         )
         self._write_lock = threading.Lock()  # one writer at a time: Chroma is not process- or thread-safe
-        self.limits = Limits(max_file_bytes=self.settings.max_file_mb * 1024 * 1024)
+        self.limits = Limits(max_file_bytes=self.settings.max_file_mb * 1024 * 1024, ocr_dir=str(self.paths.ocr))
         self._check_embedding_model()
 
     def close(self) -> None:
@@ -245,10 +245,19 @@ class Library:
                     summary.cancelled = True
                     break
                 progress(Progress("parse", n, len(todo), str(path)))
+
+                def ocr_progress(done: int, total: int, n=n, path=path) -> None:
+                    # scanned pages read so far: the file's bar moves page by page
+                    progress(Progress("parse", n, len(todo), str(path), pages=total, chunks=total,
+                                      chunks_done=done, message=f"OCR: page {done} of {total}"))
+
                 try:
-                    pages = worker.collect()
+                    pages = worker.collect(ocr_progress, cancel)
                 except DocumentError as exc:
                     pages = exc
+                except Cancelled:
+                    summary.cancelled = True
+                    break
                 if n < len(todo):
                     worker.submit(todo[n][0])  # parse the next file while this one embeds
                 if isinstance(pages, DocumentError):

@@ -34,6 +34,10 @@ class Limits:
     max_zip_ratio: float = 100.0
     max_zip_members: int = 1000
     max_epub_members: int = 10_000  # a book split into many small chapter files and images
+    # scanned PDF pages: OCR them (desktop.rag.ocr); keep what was read in this folder (by the
+    # file's sha256) so a cancelled job resumes and the source viewer finds the line boxes
+    ocr: bool = True
+    ocr_dir: str | None = None
 
 
 def is_supported(path: Path) -> bool:
@@ -81,8 +85,12 @@ def _file_kind(mode: int) -> str:
     return "a special file"
 
 
-def load_document(path: Path, limits: Limits | None = None) -> list[PageText]:
-    """Pages of ``path`` with their text; never empty (raises DocumentError instead)."""
+def load_document(path: Path, limits: Limits | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> list[PageText]:
+    """Pages of ``path`` with their text; never empty (raises DocumentError instead).
+
+    ``progress(done, total)`` follows the OCR of a PDF's scanned pages, page by page.
+    """
     limits = limits or Limits()
     path = Path(path)
     suffix = path.suffix.lower()
@@ -90,7 +98,7 @@ def load_document(path: Path, limits: Limits | None = None) -> list[PageText]:
     if loader is None:
         raise DocumentError("unsupported", f"unsupported file type '{suffix or path.name}'")
     check_size(path, limits)
-    pages = loader(path, limits)
+    pages = load_pdf(path, limits, progress) if loader is load_pdf else loader(path, limits)
     pages = [PageText(p.number, clean_text(p.text)) for p in pages]
     total = sum(len(p.text) for p in pages)
     if total > limits.max_chars:
@@ -98,7 +106,7 @@ def load_document(path: Path, limits: Limits | None = None) -> list[PageText]:
     if not any(p.text.strip() for p in pages):
         if suffix == ".pdf":
             raise DocumentError(
-                "no_text", "no text layer: this looks like a scanned PDF (run OCR on it first)"
+                "no_text", "no text layer: this looks like a scanned PDF, and OCR is turned off"
             )
         raise DocumentError("no_text", "the file contains no text")
     return pages
@@ -119,7 +127,7 @@ def clean_text(text: str) -> str:
 # ---------------------------------------------------------------- PDF
 
 
-def load_pdf(path: Path, limits: Limits) -> list[PageText]:
+def load_pdf(path: Path, limits: Limits, progress: Callable[[int, int], None] | None = None) -> list[PageText]:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
@@ -150,23 +158,47 @@ def load_pdf(path: Path, limits: Limits) -> list[PageText]:
     if count > limits.max_pages:
         raise DocumentError("too_large", f"too many pages ({count:,} > {limits.max_pages:,})")
     pages: list[PageText] = []
-    failures = 0
+    failed: set[int] = set()
     for number in range(1, count + 1):
         try:
             text = reader.pages[number - 1].extract_text() or ""
         except MemoryError:
             raise
         except Exception:  # noqa: BLE001 - one bad page must not lose the others
-            failures += 1
+            failed.add(number)
             text = ""
         pages.append(PageText(number, text))
-    if failures == count:
+    del reader
+    if len(failed) == count:
         raise DocumentError("damaged", "damaged PDF (no page could be read)")
-    if failures and not any(p.text.strip() for p in pages):
+    if failed and not any(p.text.strip() for p in pages):
         # pages that raise (deeply nested arrays, broken streams) are damage, not a missing text layer
-        raise DocumentError("damaged", f"damaged PDF ({failures} of {count} pages could not be read, "
+        raise DocumentError("damaged", f"damaged PDF ({len(failed)} of {count} pages could not be read, "
                                        "the others hold no text)")
+    if limits.ocr:
+        pages = _ocr_scanned_pages(path, pages, failed, limits, progress)
     return pages
+
+
+def _ocr_scanned_pages(path: Path, pages: list[PageText], failed: set[int], limits: Limits,
+                       progress: Callable[[int, int], None] | None) -> list[PageText]:
+    """Pages with no text layer (or almost none) get the text OCR reads on them."""
+    from desktop.rag.ocr import MIN_TEXT_CHARS, ocr_pdf, text_chars
+
+    scanned = [p.number for p in pages if p.number not in failed and text_chars(p.text) < MIN_TEXT_CHARS]
+    if not scanned:
+        return pages
+    read = ocr_pdf(path, scanned, limits.ocr_dir, progress)
+    out = []
+    for page in pages:
+        ocr = read.get(page.number)
+        if ocr is not None and text_chars(ocr.text) > text_chars(page.text):
+            page = PageText(page.number, ocr.text)
+        out.append(page)
+    if not any(p.text.strip() for p in out):
+        raise DocumentError("no_text", "no text layer, and OCR found no text on its pages (a blank or "
+                                       "unreadable scanned PDF)")
+    return out
 
 
 def _short(exc: BaseException) -> str:

@@ -13,12 +13,15 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.errors import DocumentError
+from desktop.errors import Cancelled, DocumentError
 from desktop.rag.loaders import Limits, load_document
-from desktop.rag.types import PageText
+from desktop.rag.types import CancelToken, PageText
+
+PagesFn = Callable[[int, int], None]  # (scanned pages read, scanned pages to read)
 
 # Fault injection for the test suite only. It is inert unless a test sets this variable:
 # then a file whose name starts with "sprig-fault-hang" never finishes parsing and one whose
@@ -68,10 +71,14 @@ def _child_main(conn, memory_bytes: int, parent_pid: int | None = None) -> None:
         if request is None:
             return
         path, limits = request
+
+        def pages_read(done: int, total: int) -> None:  # OCR of scanned pages, page by page
+            conn.send(("progress", done, total))
+
         try:
             if faults:
                 _inject_fault(path)
-            reply = ("ok", load_document(Path(path), limits))
+            reply = ("ok", load_document(Path(path), limits, progress=pages_read))
         except DocumentError as exc:
             reply = ("error", exc.code, exc.reason)
         except MemoryError:
@@ -155,16 +162,29 @@ class ParserWorker:
         self._pending.append(_Request(str(path), time.monotonic()))
         self._conn.send((str(path), self.limits))
 
-    def collect(self) -> list[PageText]:
-        """The pages of the oldest submitted file, or DocumentError with the reason."""
+    def collect(self, progress: PagesFn | None = None, cancel: CancelToken | None = None) -> list[PageText]:
+        """The pages of the oldest submitted file, or DocumentError with the reason.
+
+        While a PDF's scanned pages are OCR'd, ``progress(done, total)`` follows them page by
+        page, and each page read gives the file another ``timeout_s`` (a hang still times
+        out; a long scan does not). ``cancel`` stops the parser at once: Cancelled is raised
+        and what was queued behind is dropped.
+        """
         request = self._pending[0]
         deadline = max(self._started_current, request.submitted) + self.timeout_s
+        pages_done = None
         while True:
+            if cancel is not None and cancel.cancelled:
+                if self._proc is not None and self._proc.is_alive():
+                    self._proc.kill()  # it only reads: nothing is lost but the page it was on
+                self.close()
+                raise Cancelled("cancelled")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._restart_after_failure()
+                where = f" (OCR stopped after page {pages_done[0]} of {pages_done[1]})" if pages_done else ""
                 raise DocumentError(
-                    "timeout", f"reading the file took longer than {self.timeout_s:.0f} s"
+                    "timeout", f"reading the file took longer than {self.timeout_s:.0f} s{where}"
                 )
             try:
                 ready = self._conn.poll(min(remaining, 0.25))
@@ -178,6 +198,12 @@ class ParserWorker:
                 if message is None:
                     self._restart_after_failure()
                     raise DocumentError("crashed", "the parser crashed on this file")
+                if message[0] == "progress":
+                    pages_done = (message[1], message[2])
+                    deadline = time.monotonic() + self.timeout_s
+                    if progress is not None:
+                        progress(message[1], message[2])
+                    continue
                 self._pending.popleft()
                 self._started_current = time.monotonic()
                 if message[0] == "ok":
@@ -190,9 +216,10 @@ class ParserWorker:
                     raise DocumentError("too_large", "the file needs too much memory to read")
                 raise DocumentError("crashed", f"the parser crashed on this file (exit {code})")
 
-    def parse(self, path: str | os.PathLike) -> list[PageText]:
+    def parse(self, path: str | os.PathLike, progress: PagesFn | None = None,
+              cancel: CancelToken | None = None) -> list[PageText]:
         self.submit(path)
-        return self.collect()
+        return self.collect(progress, cancel)
 
     def _restart_after_failure(self) -> None:
         """Drop the failed request, restart the process and resubmit what was queued behind it."""
