@@ -1,7 +1,9 @@
 """The source viewer: a cited passage shown inside the app.
 
 A PDF opens at the cited page in a ``QPdfView`` with the passage highlighted through a
-``QPdfSearchModel``. Any other format is read again (in the sandboxed parser process, on a
+``QPdfSearchModel``. A scanned page (no text layer: indexing read it with OCR) has nothing to
+search, so the passage's lines are marked from the boxes OCR kept for them
+(``desktop.rag.ocr``), drawn over the page image. Any other format is read again (in the sandboxed parser process, on a
 worker) and shown as plain text, scrolled to the passage, which is marked in the palette's
 marker colour (``desktop.ui.theme``) and marked again when the palette changes.
 """
@@ -11,8 +13,8 @@ from __future__ import annotations
 import os
 import re
 
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QTextCharFormat, QTextCursor
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter, QTextCharFormat, QTextCursor
 from PySide6.QtPdf import QPdfDocument, QPdfSearchModel
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
@@ -31,6 +33,7 @@ from desktop.ui.theme import Colors, follows_palette_change
 from desktop.ui.workers import Worker
 
 MAX_SHOWN_CHARS = 400_000  # larger texts are shown as a window around the passage
+SCANNED_PAGE_CHARS = 32  # a page whose text layer holds fewer characters was read by OCR
 _WS = re.compile(r"\s+")
 
 
@@ -83,13 +86,98 @@ def read_text(path: str, page: int | None):
     return pages[0].text
 
 
+def ocr_lines(folder: str, path: str, page: int, start: int, end: int) -> list[tuple[float, float, float, float]]:
+    """Runs on a worker: the boxes (points, top-left origin) of the OCR'd lines of ``page`` that
+    hold the text ``start:end``; empty when indexing kept none for this file's content."""
+    from desktop.rag.ocr import page_lines
+
+    found = page_lines(folder, path, page)
+    return [line.bbox for line in found.lines_in(start, end)] if found is not None else []
+
+
+def _qround(value: float) -> int:
+    """Qt's qRound: halves away from zero (Python's round() takes halves to even)."""
+    return int(value + 0.5) if value >= 0 else -int(-value + 0.5)
+
+
+class MarkedPdfView(QPdfView):
+    """A QPdfView that also marks rectangles given in page points on one page.
+
+    QPdfView has no call for that and does not say where it puts a page, so the page's place
+    is worked out as QPdfView lays pages out (each page scaled to the viewport's width less
+    the document margins, pages stacked with ``pageSpacing`` between them).
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.marks: tuple[int, list[QRectF]] | None = None  # (0-based page, rectangles in points)
+        self.mark_color = QColor(255, 230, 0)
+
+    def set_marks(self, page: int | None, rects: list[QRectF] | None = None) -> None:
+        self.marks = (page, list(rects or [])) if page is not None and rects else None
+        self.viewport().update()
+
+    def page_geometry(self, page: int) -> QRectF:
+        """Where ``page`` (0-based) is in the document's layout, in viewport pixels before scrolling."""
+        from PySide6.QtGui import QGuiApplication
+
+        document = self.document()
+        margins = self.documentMargins()
+        width = self.viewport().width()
+        dpi = QGuiApplication.primaryScreen().logicalDotsPerInch() / 72.0
+        fit = self.zoomMode() == QPdfView.ZoomMode.FitToWidth
+        y = margins.top()
+        for number in range(page + 1):
+            size = document.pagePointSize(number)
+            w, h = _qround(size.width() * dpi), _qround(size.height() * dpi)
+            if fit:
+                factor = (width - margins.left() - margins.right()) / max(1, w)
+            else:
+                factor = self.zoomFactor()
+            w, h = _qround(w * factor), _qround(h * factor)
+            if number < page:
+                y += h + self.pageSpacing()
+        total = w + margins.left() + margins.right()
+        x = (max(total, width) - w) // 2
+        return QRectF(x, y, w, h)
+
+    def mark_rects(self) -> list[QRectF]:
+        """The marked rectangles in viewport pixels, as painted now."""
+        if self.marks is None or self.document() is None:
+            return []
+        page, rects = self.marks
+        if page >= self.document().pageCount():
+            return []
+        geometry = self.page_geometry(page)
+        size = self.document().pagePointSize(page)
+        sx = geometry.width() / max(1e-6, size.width())
+        sy = geometry.height() / max(1e-6, size.height())
+        dx = geometry.x() - self.horizontalScrollBar().value()
+        dy = geometry.y() - self.verticalScrollBar().value()
+        return [QRectF(dx + r.x() * sx, dy + r.y() * sy, r.width() * sx, r.height() * sy).adjusted(-2, -2, 2, 2)
+                for r in rects]
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().paintEvent(event)
+        rects = self.mark_rects()
+        if not rects:
+            return
+        painter = QPainter(self.viewport())
+        # a highlighter: the marker colour on the paper, the ink stays dark
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Multiply)
+        for rect in rects:
+            painter.fillRect(rect, self.mark_color)
+        painter.end()
+
+
 class SourceViewer(QWidget):
     closed = Signal()
     opened = Signal(dict)  # the source now shown (after highlighting)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, ocr_dir: str | None = None):
         super().__init__(parent)
         self.source: dict | None = None
+        self.ocr_dir = ocr_dir  # where indexing kept OCR'd lines; None: the window's data folder
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
@@ -108,7 +196,7 @@ class SourceViewer(QWidget):
         self.pdf = QPdfDocument(self)
         self.search = QPdfSearchModel(self)
         self.search.setDocument(self.pdf)
-        self.pdf_view = QPdfView()
+        self.pdf_view = MarkedPdfView()
         self.pdf_view.setDocument(self.pdf)
         self.pdf_view.setPageMode(QPdfView.PageMode.MultiPage)
         self.pdf_view.setZoomMode(QPdfView.ZoomMode.FitToWidth)
@@ -135,6 +223,7 @@ class SourceViewer(QWidget):
         self._wanted_local = 0
         self._scanned = 0
         self._worker: Worker | None = None
+        self._ocr_worker: Worker | None = None
         self._text_cache: dict[tuple[str, int | None, float], str] = {}
         self.highlight: tuple[int, int] | None = None  # the passage's span in the text view
 
@@ -180,9 +269,13 @@ class SourceViewer(QWidget):
         target = min(max(0, page - 1), max(0, self.pdf.pageCount() - 1))
         self._target_page = target
         self._scanned = 0
+        self.pdf_view.set_marks(None)
         navigator = self.pdf_view.pageNavigator()
         navigator.jump(target, QPointF(0, 0), navigator.currentZoom())
         page_text = normalise(self.pdf.getAllText(target).text())
+        if sum(1 for ch in page_text if not ch.isspace()) < SCANNED_PAGE_CHARS:
+            self._open_scanned_page(path, target)
+            return
         for phrase in search_phrases(passage):
             self.search.setSearchString(phrase)
             results = self.search.resultsOnPage(target)
@@ -201,6 +294,45 @@ class SourceViewer(QWidget):
                               "showing the page.")
             self.note.show()
         self.opened.emit(self.source)
+
+    def _open_scanned_page(self, path: str, target: int) -> None:
+        """A page without a text layer: mark the passage's lines from the boxes OCR kept."""
+        self.search.setSearchString("")
+        source = self.source
+        start = int(source.get("char_start") or 0)
+        end = int(source.get("char_end") or start)
+        if self._ocr_worker is not None:
+            self._ocr_worker.quit()
+        worker = Worker(ocr_lines, self._ocr_folder(), path, target + 1, start, end, name="ocr-lines")
+        worker.connect(returned=lambda boxes, s=source: self._ocr_lines_read(s, target, boxes),
+                       errored=lambda exc, s=source: self._ocr_lines_read(s, target, []))
+        self._ocr_worker = worker
+        worker.start()
+
+    def _ocr_folder(self) -> str:
+        if self.ocr_dir:
+            return str(self.ocr_dir)
+        paths = getattr(self.window(), "paths", None)
+        if paths is None:
+            from desktop.config import Paths
+
+            paths = Paths.default()
+        return str(paths.ocr)
+
+    def _ocr_lines_read(self, source: dict, target: int, boxes: list) -> None:
+        if self.source is not source:
+            return  # another source was opened meanwhile
+        if not boxes:
+            self.note.setText("This page is a scan: the passage's place on it is not known (the file changed "
+                              "since it was indexed); showing the page.")
+            self.note.show()
+        else:
+            self.pdf_view.mark_color = Colors.from_palette(self.palette()).marker
+            self.pdf_view.set_marks(target, [QRectF(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes])
+            navigator = self.pdf_view.pageNavigator()
+            first = min(boxes, key=lambda b: b[1])
+            navigator.jump(target, QPointF(first[0], max(0.0, first[1] - 24)), navigator.currentZoom())
+        self.opened.emit(source)
 
     def _select_result(self) -> None:
         """Results arrive page by page in the background; select ours once its page is in."""
@@ -301,6 +433,9 @@ class SourceViewer(QWidget):
         if follows_palette_change(event) and self.highlight is not None:
             # a theme switch while a source is open: the marker follows the new palette
             self._mark_passage()
+        if follows_palette_change(event) and self.pdf_view.marks is not None:
+            self.pdf_view.mark_color = Colors.from_palette(self.palette()).marker
+            self.pdf_view.viewport().update()
 
     def _scroll_to(self, position: int) -> None:
         """Put the passage near the top of the view (not at its bottom edge)."""
