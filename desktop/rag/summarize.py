@@ -411,10 +411,11 @@ class Summarizer:
         """Consecutive pieces of one document packed into prompts that fit the context window."""
         model = self.model
         overhead = model.count(self.map_messages("", task, "part 999 of 999, pages 9999-9999"))
-        room = min(self.section_tokens, model.n_ctx - self.point_tokens - overhead - 32)
-        if room < 64:
+        window = model.n_ctx - self.point_tokens - overhead - 32
+        if window < 64:
             raise SprigError(f"The model's context window ({model.n_ctx} tokens) is too small to "
                              "summarize with.")
+        room = max(16, min(self.section_tokens, window))
         sections: list[Section] = []
         current: list[Passage] = []
         used = 0
@@ -483,6 +484,18 @@ class Summarizer:
             ready.append(point)
             return len(made) < limit
 
+        # a point is complete when the next one starts (a bullet or a blank line): a small model
+        # copying a sentence also copies the document's line breaks inside it
+        pending: list[str] = []
+
+        def next_line(line: str) -> bool:
+            if pending and line.strip() and not _BULLET.match(line):
+                pending.append(line.strip())
+                return True
+            keep_going = consider(" ".join(pending)) if pending else True
+            pending[:] = [line.strip()] if line.strip() else []
+            return keep_going
+
         generated = self.model.stream(messages, self.point_tokens, self.temperature,
                                       should_stop=lambda: should_stop() or len(made) >= limit)
         buffer = ""
@@ -493,10 +506,10 @@ class Summarizer:
                 buffer += piece
                 while "\n" in buffer and not finished_early:
                     line, buffer = buffer.split("\n", 1)
-                    finished_early = not consider(line)
-                if not finished_early and len(buffer) > MAX_POINT_CHARS:
+                    finished_early = not next_line(line)
+                if not finished_early and sum(map(len, pending)) + len(buffer) > MAX_POINT_CHARS:
                     dropped["too long"] = dropped.get("too long", 0) + 1
-                    buffer, finished_early = "", True
+                    finished_early = True
                 yield from ready
                 ready.clear()
                 if finished_early:
@@ -505,12 +518,15 @@ class Summarizer:
             close = getattr(generated, "close", None)
             if close is not None:  # ends the generation now and lets go of the model
                 close()
-        if not finished_early and not should_stop() and buffer.strip():
-            # the last line is complete when the model ended on its own (not cut at the limit)
-            if tokens[0] < self.point_tokens or not self.chat:
-                consider(buffer)
-            else:
-                dropped["cut off"] = dropped.get("cut off", 0) + 1
+        if not finished_early and not should_stop():
+            if buffer.strip():
+                next_line(buffer)
+            if pending:
+                # the last point is complete when the model ended on its own (not cut at the limit)
+                if tokens[0] < self.point_tokens or not self.chat:
+                    consider(" ".join(pending))
+                else:
+                    dropped["cut off"] = dropped.get("cut off", 0) + 1
         yield from ready
 
     # ------------------------------------------------------------ reduce
@@ -590,6 +606,8 @@ class Summarizer:
             if stop():
                 break
             report(SummaryProgress("map", section.index, len(sections), section.path, len(result.points)))
+            if stop():  # (the progress callback may be where the user stops)
+                break
             for point in self.map_section(section, len(sections), task, stop, result.dropped, result.points):
                 result.points.append(point)
                 yield point

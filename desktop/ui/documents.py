@@ -215,6 +215,8 @@ class DocumentsPanel(QWidget):
     collection_created = Signal(str)
     collection_deleted = Signal(str)
     cancel_requested = Signal()
+    summarize_requested = Signal(str)  # an indexed document's path
+    summarize_collection_requested = Signal(str)  # a collection's name
 
     def __init__(self, library, indexing, collection: str = "default", parent=None):
         super().__init__(parent)
@@ -237,6 +239,8 @@ class DocumentsPanel(QWidget):
         menu = QMenu(self.collection_menu)
         menu.addAction("New collection…", self.ask_new_collection)
         menu.addAction("Delete this collection…", self.ask_delete_collection)
+        menu.addAction("Summarize this collection…",
+                       lambda: self.summarize_collection_requested.emit(self._collection))
         self.collection_menu.setMenu(menu)
         header = QHBoxLayout()
         header.addWidget(title)
@@ -459,11 +463,18 @@ class DocumentsPanel(QWidget):
         index = self.list.indexAt(pos)
         if not index.isValid():
             return
+        self.context_menu(index).exec(self.list.viewport().mapToGlobal(pos))
+
+    def context_menu(self, index) -> QMenu:
+        """The menu of the document at ``index``: summarize, remove, copy its path."""
         menu = QMenu(self)
-        menu.addAction("Remove from index", self.remove_selected)
         path = index.data(DocumentListModel.PathRole)
+        summarize = menu.addAction("Summarize…", lambda: self.summarize_requested.emit(path))
+        summarize.setEnabled(index.data(DocumentListModel.StatusRole) == "indexed")
+        summarize.setToolTip("Read the whole document and list its main points, each with its pages")
+        menu.addAction("Remove from index", self.remove_selected)
         menu.addAction("Copy path", lambda: QApplication.clipboard().setText(path))
-        menu.exec(self.list.viewport().mapToGlobal(pos))
+        return menu
 
     # ------------------------------------------------------------ adding
     def ask_add_files(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -48,6 +50,7 @@ SHORTCUTS = [
     ("F2", "Rename the chat"),
     ("Ctrl+O", "Add files"),
     ("Ctrl+Shift+O", "Add a folder (kept in sync)"),
+    ("Ctrl+E", "Export the chat as Markdown"),
     ("Delete", "Remove the selected documents / chat"),
     ("Ctrl+L", "Go to the question box"),
     ("Ctrl+W", "Close the source viewer"),
@@ -93,6 +96,7 @@ class MainWindow(QMainWindow):
         self._watch = watch
         self._painted = False
         self._closed = False
+        self.summaries: list = []  # SummaryDialog windows (desktop.ui.summary)
 
         self.setWindowTitle("Sprig")
         self.resize(1320, 840)
@@ -168,6 +172,8 @@ class MainWindow(QMainWindow):
         action(file_menu, "Add &files…", self.documents.ask_add_files, QKeySequence.StandardKey.Open)
         action(file_menu, "Add f&older…", self.documents.ask_add_folder, "Ctrl+Shift+O")
         file_menu.addSeparator()
+        self.export_action = action(file_menu, "&Export chat…", lambda: self.export_chat(), "Ctrl+E")
+        file_menu.addSeparator()
         action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
         file_menu.addSeparator()
         action(file_menu, "&Quit", self.close, "Ctrl+Q")
@@ -180,6 +186,9 @@ class MainWindow(QMainWindow):
         self.stop_action = action(chat_menu, "&Stop answer", self.escape, "Esc")
         action(chat_menu, "Go to the &question box", lambda: self.chat_view.input.setFocus(), "Ctrl+L")
         action(chat_menu, "Close the source &viewer", self.viewer.close_viewer, "Ctrl+W")
+        chat_menu.addSeparator()
+        self.summarize_action = action(chat_menu, "Summari&ze the selected document…", self.summarize_selected)
+        action(chat_menu, "Summarize the whole &collection…", lambda: self.summarize(None))
 
         help_menu = self.menuBar().addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
@@ -192,6 +201,8 @@ class MainWindow(QMainWindow):
         self.documents.collection_changed.connect(self._on_collection_changed)
         self.documents.collection_created.connect(self.library.catalog.ensure_collection)
         self.documents.collection_deleted.connect(self._delete_collection)
+        self.documents.summarize_requested.connect(self.summarize)
+        self.documents.summarize_collection_requested.connect(lambda name: self.summarize(None, name))
         self.chat_view.source_clicked.connect(self.open_source)
         self.chat_view.files_dropped.connect(self.add_paths)
         self.chat_view.input.escape_pressed.connect(self.escape)
@@ -335,6 +346,62 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes([side, max(420, total - side - 520), 520])
         self.viewer.open_source(source)
 
+    def summarize(self, path: str | None, collection: str | None = None):
+        """Read a whole indexed document (or, without ``path``, the collection) and show its
+        points as they are made, each citing its pages (desktop.ui.summary)."""
+        from desktop.ui.summary import SummaryDialog
+
+        collection = collection or self.documents.collection
+        for old in [d for d in self.summaries if not d.running and d.worker is None and not d.isVisible()]:
+            self.summaries.remove(old)
+            old.deleteLater()
+        dialog = SummaryDialog(self.library.catalog, self.engine, path, collection, parent=self)
+        dialog.source_clicked.connect(self.open_source)
+        self.summaries.append(dialog)
+        dialog.show()
+        dialog.start()
+        return dialog
+
+    def summarize_selected(self) -> None:
+        rows = [self.documents.model.row_for(p) for p in self.documents.selected_paths()]
+        indexed = [r for r in rows if r is not None and r.status == "indexed"]
+        if not indexed:
+            self.statusBar().showMessage("Select an indexed document to summarize", 6000)
+            return
+        self.summarize(indexed[0].path)
+
+    def export_chat(self, target: str | os.PathLike | None = None) -> Path | None:
+        """Save the open chat as Markdown, every citation with its file, page and quote (Ctrl+E)."""
+        from desktop.export import chat_markdown
+
+        current = self.chat.current
+        conv = self.chats.load(current.id) if current is not None else None
+        if conv is None or not conv.messages:
+            self.statusBar().showMessage("Nothing to export: this chat has no messages yet", 6000)
+            return None
+        if self.chat.busy and self.chat.pending.conversation_id == conv.id:
+            self.statusBar().showMessage("The answer is still being written: export when it is done "
+                                         "(or stop it)", 6000)
+            return None
+        if target is None:
+            name = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', " ", conv.title).strip()[:80] or "chat"
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export chat", str(Path.home() / f"{name}.md"),
+                                                    "Markdown (*.md);;All files (*)")
+            if not chosen:
+                return None
+            target = Path(chosen) if Path(chosen).suffix else Path(chosen).with_suffix(".md")
+        path = Path(target)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(chat_markdown(conv), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self.statusBar().showMessage(f"Could not export the chat to {path}: {exc.strerror or exc}", 12000)
+            return None
+        self.statusBar().showMessage(f"Chat exported to {path}", 6000)
+        return path
+
     def open_settings(self) -> None:
         from desktop.ui.settings_dialog import SettingsDialog
 
@@ -435,6 +502,8 @@ class MainWindow(QMainWindow):
             self._remember_layout()
         self.watcher.stop()
         self.documents.close_panel()
+        for dialog in self.summaries:  # before the model closes under them
+            dialog.shutdown(10.0)
         self.chat.shutdown(10.0)
         self.indexing.shutdown(30.0)
         self.engine.shutdown(60.0)
