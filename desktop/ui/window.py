@@ -8,6 +8,7 @@ only turn user input into controller calls.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -396,7 +397,8 @@ class MainWindow(QMainWindow):
             tmp.write_text(chat_markdown(conv), encoding="utf-8")
             os.replace(tmp, path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             self.statusBar().showMessage(f"Could not export the chat to {path}: {exc.strerror or exc}", 12000)
             return None
         self.statusBar().showMessage(f"Chat exported to {path}", 6000)
