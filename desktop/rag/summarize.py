@@ -73,7 +73,9 @@ SECTION_TOKENS = 1536  # document text per map prompt: small enough to stop with
 POINT_TOKENS = 160  # what the model may write for one section
 MAX_POINT_CHARS = 320  # a longer line is a copied paragraph, not a point: generation stops
 SUMMARY_TOKENS = 220
-SUMMARY_POINTS = 3  # points kept from one section of a summary
+SUMMARY_POINTS = 3  # points kept from one section of a summary...
+LONG_DOCUMENT_POINTS = 2  # ...or of a long one (more than SHORT_DOCUMENT sections)
+SHORT_DOCUMENT = 8
 TASK_POINTS = 8  # items kept from one section of a list task
 MAX_CITED_PAGES = 3
 
@@ -89,6 +91,7 @@ _LEAD_IN = re.compile(r"^(the )?(most important|main|key) (point|fact|idea) (of|
                       r"(text|document|part) (is|was)( that)?\s*[:,]?\s*", re.I)
 _FIRST_SENTENCE = re.compile(r"^(.{40,}?[.!?])\s+(?=[A-Z])")
 LONG_POINT_CHARS = 240  # a longer point keeps its first sentence
+_PROSE_WORD = re.compile(r"\b[a-z]{3,}\b")  # a sentence has lower-case words, a signature block has none
 
 
 class NothingToSummarize(SprigError):
@@ -313,6 +316,8 @@ def drop_reason(text: str, section_text: str, instruction_words: set[str], task:
         return "empty"
     if is_refusal(text) or _NOTHING.match(text):
         return "refusal"
+    if not task and len(_PROSE_WORD.findall(text)) < 2:
+        return "fragment"  # a name, a heading or a form field copied out ("Name: J. Smith By /s/")
     new = words - instruction_words
     if len(words & instruction_words) / len(words) >= 0.6 and len(new) < 3:
         return "echo"
@@ -459,7 +464,7 @@ class Summarizer:
                                      section.pieces, self.point_tokens)
         section_text = join_pieces(pieces)
         instruction_words = content_words(self.instruction(task) + " " + SYSTEM_PROMPT + " " + where)
-        limit = TASK_POINTS if task else SUMMARY_POINTS
+        limit = TASK_POINTS if task else SUMMARY_POINTS if total <= SHORT_DOCUMENT else LONG_DOCUMENT_POINTS
         made: list[Point] = []
         ready: list[Point] = []
         tokens = [0]
@@ -507,6 +512,8 @@ class Summarizer:
                 while "\n" in buffer and not finished_early:
                     line, buffer = buffer.split("\n", 1)
                     finished_early = not next_line(line)
+                if pending and not finished_early and _BULLET.match(buffer) and buffer.strip(" -*"):
+                    finished_early = not next_line("")  # the next point has begun: this one is whole
                 if not finished_early and sum(map(len, pending)) + len(buffer) > MAX_POINT_CHARS:
                     dropped["too long"] = dropped.get("too long", 0) + 1
                     finished_early = True
@@ -520,8 +527,8 @@ class Summarizer:
                 close()
         if not finished_early and not should_stop():
             if buffer.strip():
-                next_line(buffer)
-            if pending:
+                finished_early = not next_line(buffer)
+            if pending and not finished_early:
                 # the last point is complete when the model ended on its own (not cut at the limit)
                 if tokens[0] < self.point_tokens or not self.chat:
                     consider(" ".join(pending))
