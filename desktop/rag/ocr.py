@@ -106,7 +106,7 @@ def model_paths(folder: Path | None = None) -> dict[str, Path]:
         path = folder / name
         if not path.is_file():
             raise DocumentError("ocr_unavailable", f"the OCR model file {name} is missing from {folder}: reinstall "
-                                                   "Sprig (it never downloads models)")
+                                                   "Sprig (Sprig never downloads models)")
         if _sha256(str(path), path.stat().st_size, path.stat().st_mtime) != sha256:
             raise DocumentError("ocr_unavailable", f"the OCR model file {name} in {folder} is damaged (its checksum "
                                                    "differs): reinstall Sprig")
@@ -184,10 +184,10 @@ def has_marks(page) -> bool:
     return next(iter(page.get_objects(filter=kinds, max_depth=4)), None) is not None
 
 
-def render(page, dpi: int = OCR_DPI):
+def render(page, dpi: int | None = None):
     """(grayscale image as a numpy array, pixels per point) of a PDFium page as shown."""
     width, height = page.get_size()
-    scale = dpi / 72.0
+    scale = (dpi or OCR_DPI) / 72.0
     if width * height * scale * scale > MAX_PAGE_PIXELS:
         scale = (MAX_PAGE_PIXELS / max(1.0, width * height)) ** 0.5
     bitmap = page.render(scale=scale, grayscale=True)
@@ -368,7 +368,7 @@ def _read_page(document, number: int, dpi: int) -> OcrPage:
 
 
 def ocr_pdf(path: str | os.PathLike, numbers: list[int], cache_dir: str | None = None,
-            progress: ProgressFn | None = None, dpi: int = OCR_DPI) -> dict[int, OcrPage]:
+            progress: ProgressFn | None = None, dpi: int | None = None) -> dict[int, OcrPage]:
     """OCR the pages ``numbers`` (1-based) of a PDF that have something drawn on them.
 
     Pages found in the cache are not read again. ``progress(done, total)`` is called before
@@ -376,6 +376,7 @@ def ocr_pdf(path: str | os.PathLike, numbers: list[int], cache_dir: str | None =
     """
     import pypdfium2 as pdfium
 
+    dpi = dpi or OCR_DPI
     try:
         document = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
