@@ -349,15 +349,6 @@ class Catalog:
                 out[r["chunk_id"]] = StoredChunk(**{k: r[k] for k in r.keys()})
         return out
 
-    def page_openings(self, doc_ids: list[int]) -> dict[tuple[int, int], str]:
-        """{(doc_id, page): text of the page's first chunk} for the paged documents named."""
-        out: dict[tuple[int, int], str] = {}
-        for doc_id in set(doc_ids):
-            rows = self._query("SELECT page, text, MIN(char_start) FROM chunks WHERE doc_id=? AND page IS NOT NULL "
-                               "GROUP BY page", (doc_id,))
-            out.update({(doc_id, r["page"]): r["text"] for r in rows})
-        return out
-
     def text_before(self, doc_id: int, page: int | None, char_start: int) -> tuple[int, str] | None:
         """(start, text) of the stored chunk of the same page that runs into ``char_start``."""
         rows = self._query(

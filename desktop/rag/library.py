@@ -58,33 +58,12 @@ def document_title(path: str | os.PathLike) -> str:
     return re.sub(r"[_\-.]+", " ", Path(path).stem).strip()
 
 
-PAGE_HEADINGS = True  # a page's heading lines go with each of its chunks into the embedding
-
-
-def page_heading(page_text: str, max_chars: int = 120) -> str:
-    """The first two lines of a page that say something (a statement's or a section's title).
-
-    A table row like "Capital expenditures (1,577) (1,373)" cut off from its page means
-    little; with the page's heading ("Consolidated Statement of Cash Flows") it is found.
-    """
-    lines = []
-    for line in page_text.splitlines():
-        line = " ".join(line.split())
-        if sum(ch.isalpha() for ch in line) >= 3:
-            lines.append(line)
-            if len(lines) == 2:
-                break
-    return " / ".join(lines)[:max_chars]
-
-
-def embed_text(path: str | os.PathLike, chunk, heading: str = "") -> str:
-    """What is embedded for a chunk: its document's title, its page's heading, then its text.
+def embed_text(path: str | os.PathLike, chunk) -> str:
+    """What is embedded for a chunk: its document's title, then its text.
 
     A passage like "Net sales rose 5%" means little on its own; with the title the
     vector also says whose sales. The stored and shown text stays the chunk alone.
     """
-    if heading and PAGE_HEADINGS and chunk.char_start > 0:
-        return f"{document_title(path)}\n{heading}\n{chunk.text}"
     return f"{document_title(path)}\n{chunk.text}"
 
 
@@ -406,7 +385,6 @@ class Library:
             pages, self.embedder.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap
         )
         npages = sum(1 for p in pages if p.number is not None) or 1
-        headings = {p.number: page_heading(p.text) for p in pages if p.number is not None}
         if not chunks:
             raise DocumentError("no_text", "the file contains no text")
         progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks)))
@@ -414,8 +392,7 @@ class Library:
         parts = []
         for start in range(0, len(chunks), batch):
             cancel.raise_if_cancelled()
-            parts.append(self.embedder.embed([embed_text(path, c, headings.get(c.page, ""))
-                                              for c in chunks[start : start + batch]]))
+            parts.append(self.embedder.embed([embed_text(path, c) for c in chunks[start : start + batch]]))
             progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks),
                               chunks_done=min(len(chunks), start + batch)))
         cancel.raise_if_cancelled()
@@ -560,9 +537,7 @@ class Library:
                 total = self.catalog.count_chunks(coll)
                 for batch in self.catalog.iter_chunks(coll):
                     cancel.raise_if_cancelled()
-                    heads = self.catalog.page_openings([c.doc_id for c in batch])
-                    vectors = self.embedder.embed([embed_text(c.path, c, page_heading(heads.get((c.doc_id, c.page), "")))
-                                                   for c in batch])
+                    vectors = self.embedder.embed([embed_text(c.path, c) for c in batch])
                     by_doc: dict[int, list[int]] = {}
                     for i, c in enumerate(batch):
                         by_doc.setdefault(c.doc_id, []).append(i)
