@@ -154,6 +154,7 @@ def bench_model(ctx: Context, key: str, lib, questions) -> None:
     path = gguf(ctx, key)
     size_gb = path.stat().st_size / 1e9
     model = LocalModel(path, n_ctx=4096)
+    model.adapt_threads = False  # like for like with the raw library (see bench_load for the adaptive choice)
     model.load()
     raw = raw_llama(model)
     res = out.setdefault(key, {"file": path.name, "size_mb": round(path.stat().st_size / 1e6, 1),
@@ -243,8 +244,47 @@ def bench_model(ctx: Context, key: str, lib, questions) -> None:
             r["ratio"], ">=0.95", r["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
     raw.close()
     if key == cfg["decode_models"][0]:
+        bench_load(ctx, model, ptoks)
         bench_ttft(ctx, lib, model, questions)
     model.close()
+
+
+def bench_load(ctx: Context, model, ptoks: list[int]) -> None:
+    """An answer while another process keeps one core busy (as indexing does): the threads
+    Sprig picks for the load it sees, against always all of them (llama.cpp's own default)."""
+    import subprocess
+
+    n_new = 32
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    chosen = []
+
+    def answer(adapt: bool) -> float:
+        model.adapt_threads = adapt
+        model._llm.reset()
+        t = time.perf_counter()
+        for _piece in model.stream_tokens(ptoks, n_new, 0.0, lambda: False, stop=[]):
+            pass
+        if adapt:
+            chosen.append(model.threads_used)
+        return time.perf_counter() - t
+
+    try:
+        time.sleep(0.5)
+        log(f"answer under load: {len(ptoks)} prompt tokens + {n_new} new, one core kept busy")
+        times = interleave({"adaptive": lambda: answer(True), "fixed": lambda: answer(False)},
+                           ctx.cfg["pairs"], ctx.cfg["warmup"])
+    finally:
+        hog.kill()
+        hog.wait()
+        model.adapt_threads = False
+    res = {"prompt_tokens": len(ptoks), "new_tokens": n_new, "threads_chosen": chosen,
+           "fixed_threads": [model.n_threads, model.n_threads_batch],
+           "adaptive_s": round(statistics.median(times["adaptive"]), 2),
+           "fixed_s": round(statistics.median(times["fixed"]), 2),
+           "speedup": ratio(times["fixed"], times["adaptive"])}
+    ctx.results["answer_under_load"] = res
+    ctx.row("answer with one core busy (s): threads fitted / all", f"{res['adaptive_s']:.2f}",
+            f"{res['fixed_s']:.2f}", res["speedup"], ">=1", res["speedup"]["ratio"] >= 1.0)
 
 
 def first_missing(timings: dict) -> bool:
@@ -260,6 +300,7 @@ def bench_ttft(ctx: Context, lib, model, questions) -> None:
     """
     from desktop.rag.answer import AnswerEngine
 
+    model.adapt_threads = True  # as in the app
     engine = AnswerEngine(lib, model, passages_per_answer=ctx.cfg["passages"], abstain_below=-1.0)
     rng = random.Random(1)
     wanted = ctx.cfg["ttft_questions"]

@@ -44,6 +44,27 @@ def default_threads() -> tuple[int, int]:
     return max(1, physical), max(1, logical)
 
 
+def busy_cores(window_s: float = 0.05) -> float:
+    """How many cores everything else on this machine keeps busy right now (sampled briefly)."""
+    try:
+        import psutil
+
+        return psutil.cpu_percent(interval=window_s) / 100 * (os.cpu_count() or 1)
+    except Exception:  # noqa: BLE001 - no measure: assume an idle machine
+        return 0.0
+
+
+def threads_for_load(threads: int, busy: float) -> int:
+    """Threads to run with when ``busy`` cores are taken by other work (indexing, other apps).
+
+    llama.cpp's threads wait for each other at every step; one that shares its core with
+    another process stalls them all. On 2 busy cores a 2-thread answer was ~10x slower than
+    a 1-thread one (bench/perf.py "TTFT under load"), so Sprig leaves the busy cores alone.
+    """
+    free = (os.cpu_count() or threads) - busy
+    return max(1, min(threads, round(free)))
+
+
 class ChatModel:
     """The interface (see module docstring)."""
 
@@ -198,11 +219,26 @@ class LocalModel(ChatModel):
         yield from _until_blank_line(self.stream_tokens(
             tokens, max_tokens, temperature, should_stop, stop=[s for s in PLAIN_STOPS if s != "\n\n"]))
 
+    adapt_threads = True  # fewer threads while other work keeps cores busy (see threads_for_load)
+    threads_used: tuple[int, int] | None = None  # (generation, prompt) threads of the last answer
+
+    def _fit_threads(self) -> None:
+        gen, batch = self.n_threads, self.n_threads_batch
+        if self.adapt_threads:
+            busy = busy_cores()
+            gen, batch = threads_for_load(gen, busy), threads_for_load(batch, busy)
+        if (gen, batch) != self.threads_used:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, gen, batch)
+            self.threads_used = (gen, batch)
+
     def stream_tokens(self, tokens: list[int], max_tokens: int, temperature: float,
                       should_stop: Callable[[], bool], stop: list[str] | None = None) -> Iterator[str]:
         with self._lock:
             if should_stop():
                 return
+            self._fit_threads()
             pieces = self._llm.create_completion(
                 tokens, max_tokens=max_tokens, temperature=temperature, top_p=0.9, top_k=40,
                 repeat_penalty=1.1, stop=stop or [], stream=True,

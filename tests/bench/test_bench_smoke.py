@@ -41,6 +41,8 @@ def test_perf_smoke(tmp_path, eval_root):
         assert llm["decode"]["ratio"]["ratio"] > 0 and llm["decode"]["limit_tok_s"] > 0
         assert llm["prefill"]["prompt_tokens"] > 0
     assert data["ttft"]["median"]["ttft_s"] > 0
+    load = data["answer_under_load"]
+    assert load["adaptive_s"] > 0 and load["fixed_s"] > 0 and load["threads_chosen"]
     assert data["embedding"]["sprig_chunks_s"] > 0 and data["embedding"]["ratio"]["ratio"] > 0
     assert data["store_writes"]["ratio"]["ratio"] > 0
     assert data["indexing"]["pages"] > 0 and data["indexing"]["sprig_pages_s"] > 0
