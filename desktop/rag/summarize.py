@@ -590,6 +590,8 @@ class Summarizer:
             if len(words & instruction_words) / len(words) >= 0.6 and len(words - instruction_words) < 3:
                 continue
             kept.append(sentence)
+        if len(kept) < len([s for s in _SENTENCE.split(text.strip()) if s.strip()]):
+            log.debug("summary sentences left out of: %s", text)
         return " ".join(kept)
 
     # ------------------------------------------------------------ the whole job
