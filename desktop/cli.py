@@ -1,4 +1,4 @@
-"""The `sprig` command line: index, search, docs, remove, ask, summarize, chats, check.
+"""The `sprig` command line: index, search, docs, remove, ask, summarize, chats, check, health.
 
 It drives the same core the window does (desktop.rag, desktop.models) and never loads Qt.
 Results go to stdout; progress, warnings and errors go to stderr, each failure as one line.
@@ -28,11 +28,12 @@ EXIT_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT)
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}    done
   {EXIT_FAILED}    done, but some files failed (index), nothing matched (remove),
-       the check found problems (check), or no point was made (summarize)
+       the check found problems (check), no point was made (summarize), or the
+       collection has no indexed text to ask about (health)
   {EXIT_USAGE}    usage error (unknown command or option, bad value)
   {EXIT_ERROR}    Sprig error: the catalog or vector store is damaged, the model or data
        folder cannot be used, the disk is full, no such chat, the file is not
-       indexed (summarize)...
+       indexed (summarize), no such collection (health)...
   {EXIT_IN_USE}    the data folder is in use by Sprig's window or another sprig command
   {EXIT_INTERRUPTED}  interrupted (Ctrl+C)"""
 
@@ -617,6 +618,92 @@ def cmd_check(args) -> int:
     return EXIT_OK if clean else EXIT_FAILED
 
 
+# ------------------------------------------------------------------ health
+class _HealthBar:
+    """Health-check progress on stderr: a tqdm bar of questions on a terminal, one plain line
+    off a terminal. ``quiet``: nothing."""
+
+    FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} questions {elapsed}<{remaining}"
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self.bar = None
+        self.said = False
+
+    def __call__(self, p) -> None:
+        if self.quiet or p.stage != "probe":
+            return
+        if not self.tty:
+            if not self.said:
+                print(f"  asking {p.total} sample questions", file=self.stream, flush=True)
+                self.said = True
+            return
+        if self.bar is None:
+            self.bar = _tqdm_class()(total=p.total, file=self.stream, dynamic_ncols=True, leave=False,
+                                     bar_format=self.FORMAT, mininterval=0.1, desc="asking")
+        self.bar.update(p.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_health(args) -> int:
+    from desktop.errors import SprigError
+    from desktop.rag.probes import check_collection
+    from desktop.rag.types import CancelToken
+
+    lib = _library(args)
+    if args.collection not in lib.collections():
+        raise SprigError(f"there is no collection named '{args.collection}' (`sprig docs` lists them)")
+    bar = _HealthBar(quiet=args.quiet or args.json)
+    cancel = CancelToken()
+    try:
+        report = check_collection(lib, args.collection, progress=bar, cancel=cancel, refresh=args.refresh)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("interrupted: no result kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        bar.close()
+    if args.json:
+        data = report.as_json()
+        if not args.verbose:
+            data.pop("questions")
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK if report.probes else EXIT_FAILED
+    if not report.probes:
+        error(f"nothing to check: the collection '{args.collection}' has no indexed text to ask about "
+              "(sprig index PATH)")
+        return EXIT_FAILED
+    share = f"{report.found / report.probes:.0%}"
+    print(f"{report.message[:-1]} ({share}) in collection '{printable(args.collection)}', "
+          f"{len(report.documents)} document(s).")
+    worst = report.worst
+    if worst:
+        print("\nDocuments that do worst:")
+        for d in worst:
+            print(f"  {d.found}/{d.probes}  {printable(d.path)}\n        {printable(d.reason)}")
+    if args.verbose:
+        missed = [o for o in report.outcomes if not o.found]
+        if missed:
+            print("\nQuestions whose page was not in the top 5:")
+        for o in missed:
+            source = Path(o.probe.path).name + (f", page {o.probe.page}" if o.probe.page else "")
+            if not o.probe.query:
+                print(f"  no question could be made ({printable(source)}: no sentence of dictionary words)")
+                continue
+            first = Path(o.top_path).name + (f", page {o.top_page}" if o.top_page else "") if o.top_path else "nothing"
+            print(f'  "{printable(o.probe.query)}"  ({printable(source)}; first hit: {printable(first)})')
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(report.created))
+    note(args, f"checked {when}, in {report.seconds:.0f} s" + (" (unchanged since; --refresh asks again)"
+                                                               if report.cached else ""))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ arguments
 class _UsageError(Exception):
     """A wrong command line found after parsing (exit 2, like argparse's own)."""
@@ -762,6 +849,21 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog="examples:\n  sprig chats export 3\n  sprig chats export 3 > chat.md")
     e.add_argument("id", type=int, metavar="ID", help="the chat's id (the first column of `sprig chats`)")
     p.set_defaults(needs_lock=False)  # reading chats is safe while the window writes them
+
+    p = _command(sub, common, "health",
+                 "check how well Sprig finds things in a collection: sample questions made from its own "
+                 "passages, and whether search brings back their page",
+                 "  sprig health\n"
+                 "  sprig health --collection work -v\n"
+                 "  sprig health --json | jq .worst_documents", cmd_health)
+    p.add_argument("--collection", default="default", metavar="NAME",
+                   help="the collection to check (default: default)")
+    p.add_argument("--refresh", action="store_true",
+                   help="ask again even if the collection has not changed since the last check")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON: message, probes, found, recall_at_5, worst_documents "
+                        "(path, recall, probes, found, code, reason, signs), documents, seconds, cached; "
+                        "with -v also every question")
 
     p = _command(sub, common, "check", "check that the catalog and the vector store agree",
                  "  sprig check\n  sprig check --repair", cmd_check)
