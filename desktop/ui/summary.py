@@ -109,9 +109,10 @@ class SummaryDialog(QDialog):
         self.running = False
 
         subject = display_name(path) if path else f"the collection “{collection}”"
-        self.setWindowTitle(f"Summary of {subject}")
+        title = f"“{task}” in {subject}" if task else f"Summary of {subject}"
+        self.setWindowTitle(title)
         self.resize(600, 640)
-        self.heading = QLabel(f"Summary of {subject}")
+        self.heading = QLabel(title)
         self.heading.setObjectName("chatTitle")
         self.heading.setTextFormat(Qt.TextFormat.PlainText)
         self.status = QLabel("Starting…")
@@ -126,7 +127,8 @@ class SummaryDialog(QDialog):
         self.summary_label.setTextFormat(Qt.TextFormat.PlainText)
         self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary_label.hide()
-        self.points_title = QLabel("Points, each with the pages it came from")
+        self.points_title = QLabel("What was found, each with the pages it came from" if task
+                                   else "Points, each with the pages it came from")
         self.points_title.setObjectName("sourcesTitle")
         self.points_title.hide()
 

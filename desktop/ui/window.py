@@ -189,6 +189,7 @@ class MainWindow(QMainWindow):
         action(chat_menu, "Close the source &viewer", self.viewer.close_viewer, "Ctrl+W")
         chat_menu.addSeparator()
         self.summarize_action = action(chat_menu, "Summari&ze the selected document…", self.summarize_selected)
+        self.task_action = action(chat_menu, "&List from the whole selected document…", self.ask_whole_document)
         action(chat_menu, "Summarize the whole &collection…", lambda: self.summarize(None))
 
         help_menu = self.menuBar().addMenu("&Help")
@@ -347,7 +348,7 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes([side, max(420, total - side - 520), 520])
         self.viewer.open_source(source)
 
-    def summarize(self, path: str | None, collection: str | None = None):
+    def summarize(self, path: str | None, collection: str | None = None, task: str = ""):
         """Read a whole indexed document (or, without ``path``, the collection) and show its
         points as they are made, each citing its pages (desktop.ui.summary)."""
         from desktop.ui.summary import SummaryDialog
@@ -356,20 +357,38 @@ class MainWindow(QMainWindow):
         for old in [d for d in self.summaries if not d.running and d.worker is None and not d.isVisible()]:
             self.summaries.remove(old)
             old.deleteLater()
-        dialog = SummaryDialog(self.library.catalog, self.engine, path, collection, parent=self)
+        dialog = SummaryDialog(self.library.catalog, self.engine, path, collection, task, parent=self)
         dialog.source_clicked.connect(self.open_source)
         self.summaries.append(dialog)
         dialog.show()
         dialog.start()
         return dialog
 
-    def summarize_selected(self) -> None:
+    def _selected_document(self) -> str | None:
         rows = [self.documents.model.row_for(p) for p in self.documents.selected_paths()]
         indexed = [r for r in rows if r is not None and r.status == "indexed"]
         if not indexed:
-            self.statusBar().showMessage("Select an indexed document to summarize", 6000)
+            self.statusBar().showMessage("Select an indexed document first", 6000)
+            return None
+        return indexed[0].path
+
+    def summarize_selected(self) -> None:
+        path = self._selected_document()
+        if path is not None:
+            self.summarize(path)
+
+    def ask_whole_document(self) -> None:
+        """A task over every page of the selected document: "list every deadline"..."""
+        from PySide6.QtWidgets import QInputDialog
+
+        path = self._selected_document()
+        if path is None:
             return
-        self.summarize(indexed[0].path)
+        task, ok = QInputDialog.getText(self, "The whole document",
+                                        f"What should Sprig pull out of every page of {display_name(path)}?\n"
+                                        "For example: list every deadline · what does it say about pensions")
+        if ok and task.strip():
+            self.summarize(path, task=" ".join(task.split()))
 
     def export_chat(self, target: str | os.PathLike | None = None) -> Path | None:
         """Save the open chat as Markdown, every citation with its file, page and quote (Ctrl+E)."""

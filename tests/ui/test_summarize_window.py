@@ -15,7 +15,6 @@ from types import SimpleNamespace
 
 from PySide6.QtCore import Qt
 
-from desktop.rag.summarize import SUMMARY_INSTRUCTION
 from desktop.ui.workers import live_workers
 from tests.rag.hostile import text_pdf
 
@@ -55,6 +54,7 @@ class CopyingModel:
         self.delay = delay
         self.calls = 0
         self.words = 0
+        self.prompts: list[str] = []
 
     def count_text(self, text: str) -> int:
         return len(text.split())
@@ -68,7 +68,8 @@ class CopyingModel:
     def stream(self, messages, max_tokens=256, temperature=0.0, should_stop=lambda: False):
         self.calls += 1
         body = messages[-1]["content"]
-        part = re.search(r"Text \([^)]*\):\n(.*)\n\n" + re.escape(SUMMARY_INSTRUCTION), body, re.S)
+        self.prompts.append(body)
+        part = re.search(r"Text \([^)]*\):\n(.*)\n\n", body, re.S)  # up to the instruction repeated
         if part:
             sentences = re.findall(r"[^.]+\.", part.group(1))[:2]
             draft = "".join(f"- {s.strip()}\n" for s in sentences)
@@ -111,12 +112,15 @@ def test_a_document_is_summarized_from_its_menu_with_page_links(qtbot, make_wind
     assert summarize.isEnabled()
     summarize.trigger()
     dialog = window.summaries[-1]
+    bar = []
+    dialog.bar.valueChanged.connect(bar.append)  # (the worker's reports arrive from the event loop)
     assert dialog.isVisible() and dialog.windowTitle() == "Summary of pump manual.pdf"
     # points appear while later parts are still being read, with the progress
     qtbot.waitUntil(lambda: bool(dialog.point_widgets), timeout=20_000)
     assert dialog.running and dialog.stop_button.isVisible()
-    assert dialog.status.text().startswith("Reading part ") and 0 < dialog.bar.value() < 1000
+    assert dialog.status.text().startswith("Reading part ") and dialog.bar.value() < 1000
     qtbot.waitUntil(lambda: not dialog.running, timeout=60_000)
+    assert bar == sorted(bar) and any(0 < v < 1000 for v in bar) and bar[-1] == 1000
     assert dialog.status.text().startswith("Done · ") and "from 8 pages" in dialog.status.text()
     assert dialog.bar.value() == 1000 and not dialog.stop_button.isVisible()
     result = dialog.result
@@ -170,7 +174,7 @@ def test_the_chat_menu_summarizes_the_selected_document_or_the_collection(qtbot,
     window = make_window(library=library, engine=SimpleNamespace(model=CopyingModel(n_ctx=420)))
     qtbot.waitUntil(lambda: len(window.documents.model.rows) == 1, timeout=5000)
     window.summarize_action.trigger()  # nothing selected: it says what to do
-    assert window.statusBar().currentMessage() == "Select an indexed document to summarize"
+    assert window.statusBar().currentMessage() == "Select an indexed document first"
     assert not window.summaries
     window.documents.list.selectionModel().select(
         row_index(window, pdf), window.documents.list.selectionModel().SelectionFlag.Select)
@@ -224,3 +228,28 @@ def test_a_summary_waits_visibly_for_the_model(qtbot, make_window, library, tmp_
         gate.set()
     qtbot.waitUntil(lambda: not dialog.running, timeout=30_000)
     assert dialog.status.text().startswith("Done · ") and len(dialog.points) == 2
+
+
+def test_a_task_over_the_whole_document_lists_what_it_finds(qtbot, make_window, library, tmp_path,
+                                                            monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    pdf = index_manual(library, tmp_path, pages=6)
+    model = CopyingModel(n_ctx=420)
+    window = make_window(library=library, engine=SimpleNamespace(model=model))
+    qtbot.waitUntil(lambda: len(window.documents.model.rows) == 1, timeout=5000)
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(
+        lambda parent, title, label: asked.append(label) or ("list  every spare part", True)))
+    window.documents.list.selectionModel().select(
+        row_index(window, pdf), window.documents.list.selectionModel().SelectionFlag.Select)
+    window.task_action.trigger()
+    assert "every page of pump manual.pdf" in asked[0]
+    dialog = window.summaries[-1]
+    assert dialog.task == "list every spare part"
+    assert dialog.windowTitle() == "“list every spare part” in pump manual.pdf"
+    qtbot.waitUntil(lambda: not dialog.running, timeout=30_000)
+    assert dialog.status.text().startswith("Done · ") and len(dialog.points) >= 2
+    # the task is in every prompt the model was given
+    assert all('"list every spare part"' in b or "Task: list every spare part\n" in b for b in model.prompts)
+    assert all([c.page for c in p.citations] == [page_of(p.text)] for p in dialog.points)
