@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from desktop.display import display_name
 from desktop.rag.loaders import SUPPORTED_SUFFIXES
 from desktop.rag.types import Progress
+from desktop.ui.health_view import HealthBadge
 from desktop.ui.theme import Colors
 from desktop.ui.workers import Worker
 
@@ -242,9 +243,12 @@ class DocumentsPanel(QWidget):
         menu.addAction("Summarize this collection…",
                        lambda: self.summarize_collection_requested.emit(self._collection))
         self.collection_menu.setMenu(menu)
+        self.health = HealthBadge(library, indexing, collection, self)  # search health (desktop.ui.health_view)
+        self.collection_changed.connect(self.health.set_collection)
         header = QHBoxLayout()
         header.addWidget(title)
         header.addStretch(1)
+        header.addWidget(self.health)
         header.addWidget(self.collections)
         header.addWidget(self.collection_menu)
 
@@ -375,6 +379,7 @@ class DocumentsPanel(QWidget):
         """The window is closing (the library may close next): stop reading it."""
         self._closed = True
         self._refresh_timer.stop()
+        self.health.shutdown()
 
     def refresh(self) -> None:
         """Re-read the catalog on a worker (an indexing job may hold it for a moment), then show it."""
