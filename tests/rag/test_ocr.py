@@ -76,7 +76,8 @@ def text_layer_page(text: str) -> bytes:
 # ---------------------------------------------------------------- the acceptance check
 
 
-def test_a_scanned_pdf_is_indexed_and_sprig_search_cites_the_page(scanned, sprig_home):
+def test_a_scanned_pdf_is_indexed_and_sprig_search_cites_the_page(scanned, sprig_home, embedder):
+    """``embedder``: the shared models folder is built before the command line uses it."""
     from pypdf import PdfReader
 
     reader = PdfReader(scanned)
