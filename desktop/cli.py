@@ -120,7 +120,10 @@ class _Bar:
         limit = max(10, min(width // 3, width - 52))  # the rest of the line takes about 50
         if len(name) > limit:
             name = name[: limit - 1] + "…"
-        extra = f" {p.chunks_done}/{p.chunks} chunks" if p.chunks else ""
+        if p.message:  # e.g. "OCR: page 3 of 12" while a scanned PDF is read
+            extra = f" {printable(p.message)}"
+        else:
+            extra = f" {p.chunks_done}/{p.chunks} chunks" if p.chunks else ""
         self.bar.set_description_str(f"{p.file_index}/{p.file_count} {p.stage:<5}", refresh=False)
         self.bar.label = name + extra
         self.bar.update(p.fraction * total - self.bar.n)
@@ -128,7 +131,12 @@ class _Bar:
     def _plain(self, p) -> None:
         now = time.monotonic()
         name = printable(Path(p.path).name)
-        if p.stage == "parse":
+        if p.stage == "parse" and p.message:  # a page of OCR: a line every 15 s at most
+            if now - self.last >= 15:
+                print(f"  [{p.file_index}/{p.file_count}] {name}: {printable(p.message)}", file=self.stream,
+                      flush=True)
+                self.last = now
+        elif p.stage == "parse":
             print(f"  [{p.file_index}/{p.file_count}] {name}", file=self.stream, flush=True)
             self.last = now
         elif p.stage == "embed" and p.chunks and now - self.last >= 15:

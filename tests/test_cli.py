@@ -239,6 +239,28 @@ def test_progress_off_a_terminal_is_plain_lines_and_quiet_is_silent():
     assert quiet.getvalue() == "FAILED /docs/bad.pdf: damaged PDF (no trailer)\n"  # errors only
 
 
+def test_ocr_pages_are_one_line_per_file_off_a_terminal_and_named_on_the_bar():
+    from desktop.cli import _Bar
+    from desktop.rag.types import Progress
+
+    log = io.StringIO()
+    bar = _Bar(stream=log)
+    bar(Progress("parse", 1, 1, "/docs/scan.pdf"))
+    for page in range(1, 13):
+        bar(Progress("parse", 1, 1, "/docs/scan.pdf", chunks=12, chunks_done=page,
+                     message=f"OCR: page {page} of 12"))
+    bar.close()
+    assert log.getvalue() == "  [1/1] scan.pdf\n"  # not a line per page (one every 15 s at most)
+
+    term = _Terminal(100)
+    bar = _Bar(stream=term.stream)
+    for page in (2, 3, 4):
+        bar(Progress("parse", 1, 1, "/docs/scan.pdf", chunks=12, chunks_done=page, message=f"OCR: page {page} of 12"))
+        time.sleep(0.15)
+    bar.close()
+    assert "OCR: page 3 of 12" in term.read()
+
+
 # ------------------------------------------------------------------ chats
 def test_ask_adds_to_a_saved_chat_the_window_shows_and_exports_it(sprig_home, tmp_path):
     from desktop.config import Paths
