@@ -492,7 +492,7 @@ def cmd_summarize(args) -> int:
         settings.model = args.model
     catalog = Catalog(paths.catalog)
     model = None
-    bar = _SummaryBar(quiet=args.quiet or args.json)
+    bar = _SummaryBar(quiet=args.quiet)
     try:
         find_documents(catalog, args.file, args.collection)  # nothing to read: say so before loading the model
         assembling = _BytesBar(args.quiet)

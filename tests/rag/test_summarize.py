@@ -308,3 +308,70 @@ def test_stop_between_sections_keeps_the_points_already_made(library, manual, ge
     first = Summarizer(gemma_model, section_tokens=40).sections(document_pieces(library.catalog, doc), "")[0]
     assert all(c.page in first.pages for p in points for c in p.citations)
     assert progress[-1].stage == "done"
+
+
+# ---------------------------------------------------------------------- the command line
+def index_for_cli(home, pdf) -> None:
+    from tests.test_cli import sprig
+
+    sprig("index", str(pdf), "-q", home=home)
+
+
+def test_sprig_summarize_prints_points_citing_pages_as_json(sprig_home, tmp_path):
+    from tests.test_cli import sprig
+
+    pdf = tmp_path / "pump manual.pdf"
+    pdf.write_bytes(text_pdf(MANUAL))
+    index_for_cli(sprig_home, pdf)
+    result = sprig("summarize", str(pdf), "--json", home=sprig_home)  # the bundled Qwen, as installed
+    data = json.loads(result.stdout)
+    assert data["target"] == str(pdf) and data["collection"] == "default" and data["pages"] == 4
+    assert data["summary"].strip() and data["points"] and data["stopped"] is False
+    for point in data["points"]:
+        assert point["text"] and point["citations"]
+        for c in point["citations"]:
+            assert c["path"] == str(pdf) and c["page"] in (1, 2, 3, 4)
+            assert content_words(c["text"]) & content_words(point["text"])
+
+
+def test_sprig_summarize_usage_and_nothing_to_summarize_have_their_exit_codes(sprig_home, tmp_path):
+    from tests.test_cli import sprig
+
+    missing = sprig("summarize", str(tmp_path / "gone.pdf"), home=sprig_home, check=False)
+    assert missing.returncode == 3 and missing.stdout == ""
+    assert missing.stderr == f"error: {tmp_path / 'gone.pdf'}: no such file, and it is not indexed\n"
+    nothing = sprig("summarize", home=sprig_home, check=False)
+    assert nothing.returncode == 2 and "name a FILE to summarize, or a --collection" in nothing.stderr
+    empty = sprig("summarize", "--collection", "work", home=sprig_home, check=False)
+    assert empty.returncode == 3 and "'work' has no indexed documents" in empty.stderr
+
+
+def test_ctrl_c_stops_sprig_summarize_with_what_it_has(sprig_home, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pdf = tmp_path / "long manual.pdf"
+    pdf.write_bytes(text_pdf(MANUAL * 30))  # 120 pages: many parts
+    index_for_cli(sprig_home, pdf)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desktop.cli", "summarize", str(pdf), "--json", "--model", "bundled-gemma"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SPRIG_HOME": str(sprig_home)})
+    try:
+        lines = []
+        while not any("section 2/" in line for line in lines):  # (progress lines: stderr is a pipe)
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err
+    data = json.loads(out)
+    assert data["stopped"] is True and 1 <= data["sections_done"] < data["sections"]
+    assert f"interrupted: {data['sections_done']} of {data['sections']} sections read" in err
