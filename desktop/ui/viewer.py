@@ -177,7 +177,7 @@ class SourceViewer(QWidget):
     def __init__(self, parent=None, ocr_dir: str | None = None):
         super().__init__(parent)
         self.source: dict | None = None
-        self.ocr_dir = ocr_dir  # where indexing kept OCR'd lines; None: the window's data folder
+        self.ocr_dir = ocr_dir  # where indexing kept OCR'd lines; None: the default data folder's
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
         self.title.setTextFormat(Qt.TextFormat.PlainText)
@@ -312,12 +312,9 @@ class SourceViewer(QWidget):
     def _ocr_folder(self) -> str:
         if self.ocr_dir:
             return str(self.ocr_dir)
-        paths = getattr(self.window(), "paths", None)
-        if paths is None:
-            from desktop.config import Paths
+        from desktop.config import Paths
 
-            paths = Paths.default()
-        return str(paths.ocr)
+        return str(Paths.default().ocr)
 
     def _ocr_lines_read(self, source: dict, target: int, boxes: list) -> None:
         if self.source is not source:

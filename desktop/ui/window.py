@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
         self.chat_view = ChatView(self.chat)
         self.chat_view.collection_provider = lambda: self.documents.collection
         self.chat_view.set_scope(collection)
-        self.viewer = SourceViewer()
+        self.viewer = SourceViewer(ocr_dir=str(self.paths.ocr))
         self.viewer.hide()
 
         self.side_splitter = left = QSplitter(Qt.Orientation.Vertical)
