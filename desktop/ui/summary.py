@@ -89,7 +89,7 @@ class SummaryDialog(QDialog):
     """Summarize one document (``path``) or the whole ``collection``; see the module docstring."""
 
     source_clicked = Signal(dict)
-    done = Signal(object)  # the Summary (partial when stopped), or None after a failure
+    summary_done = Signal(object)  # the Summary (partial when stopped), or None after a failure
 
     def __init__(self, catalog, engine, path: str | None, collection: str, task: str = "", parent=None):
         super().__init__(parent)
@@ -258,7 +258,7 @@ class SummaryDialog(QDialog):
             self.status.setText(f"Done · {points}{pages} in {took}")
             self.bar.setValue(1000)
         self._update_buttons()
-        self.done.emit(result)
+        self.summary_done.emit(result)
 
     def _on_error(self, exc: BaseException) -> None:
         self._fail(user_message(exc))
@@ -268,7 +268,7 @@ class SummaryDialog(QDialog):
         self.error = message
         self.status.setText(message)
         self._update_buttons()
-        self.done.emit(None)
+        self.summary_done.emit(None)
 
     def _on_model_changed(self, state: str, _message: str) -> None:
         if state != "ready" and self.running:  # the settings changed the model: this one goes away

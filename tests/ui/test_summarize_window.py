@@ -253,3 +253,21 @@ def test_a_task_over_the_whole_document_lists_what_it_finds(qtbot, make_window, 
     # the task is in every prompt the model was given
     assert all('"list every spare part"' in b or "Task: list every spare part\n" in b for b in model.prompts)
     assert all([c.page for c in p.citations] == [page_of(p.text)] for p in dialog.points)
+
+
+def test_a_model_that_cannot_load_is_said_in_the_summary_window(qtbot, make_window, library, tmp_path):
+    from desktop.errors import ModelError
+
+    index_manual(library, tmp_path, pages=2)
+
+    def broken_loader(lib, settings, paths, progress):
+        raise ModelError("Cannot load model.gguf: not a GGUF file")
+
+    window = make_window(library=library, engine_loader=broken_loader)
+    qtbot.waitUntil(lambda: len(window.documents.model.rows) == 1, timeout=5000)
+    dialog = window.summarize(window.documents.model.rows[0].path)
+    with qtbot.waitSignal(dialog.summary_done, timeout=10_000) as done:
+        pass
+    assert done.args == [None]
+    assert dialog.status.text() == "The model could not be loaded: Cannot load model.gguf: not a GGUF file"
+    assert not dialog.running and not dialog.stop_button.isVisible() and not dialog.points
