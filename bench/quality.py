@@ -130,8 +130,7 @@ def financebench(work: Path, emb, max_pages: int):
     questions = [q for q in qs if set(q["gold_doc_ids"]) <= set(chosen)]
     info = {"filings": len(chosen), "pages": s.pages, "chunks": s.chunks, "seconds": round(s.seconds, 1),
             "failed": s.failed, "questions": len(questions),
-            "left_out_unreadable": {"filings": len(unreadable), "why": "pypdf cannot open them here "
-                                    "(AES-encrypted; needs the optional 'cryptography' package)"}}
+            "left_out_unreadable": {"filings": unreadable, "why": "pypdf could not open them"}}
     return lib, questions, info
 
 
