@@ -92,6 +92,7 @@ _LEAD_IN = re.compile(r"^(the )?(most important|main|key) (point|fact|idea) (of|
 _FIRST_SENTENCE = re.compile(r"^(.{40,}?[.!?])\s+(?=[A-Z])")
 LONG_POINT_CHARS = 240  # a longer point keeps its first sentence
 _PROSE_WORD = re.compile(r"\b[a-z]{3,}\b")  # a sentence has lower-case words, a signature block has none
+_UNFINISHED = re.compile(r"(,|\b(and|or|but|the|a|an|of|to|in|for|with|by|as|on|at|from|that|which))$", re.I)
 
 
 class NothingToSummarize(SprigError):
@@ -318,6 +319,8 @@ def drop_reason(text: str, section_text: str, instruction_words: set[str], task:
         return "refusal"
     if not task and len(_PROSE_WORD.findall(text)) < 2:
         return "fragment"  # a name, a heading or a form field copied out ("Name: J. Smith By /s/")
+    if _UNFINISHED.search(text):
+        return "cut off"  # a sentence copied up to a line break of the page ("... Act of 1933, and")
     new = words - instruction_words
     if len(words & instruction_words) / len(words) >= 0.6 and len(new) < 3:
         return "echo"
