@@ -266,7 +266,7 @@ class SummaryDialog(QDialog):
     def _fail(self, message: str) -> None:
         self.running = False
         self.error = message
-        self.status.setText(message)
+        self.status.setText(message[:1].upper() + message[1:])
         self._update_buttons()
         self.summary_done.emit(None)
 

@@ -271,3 +271,11 @@ def test_a_model_that_cannot_load_is_said_in_the_summary_window(qtbot, make_wind
     assert done.args == [None]
     assert dialog.status.text() == "The model could not be loaded: Cannot load model.gguf: not a GGUF file"
     assert not dialog.running and not dialog.stop_button.isVisible() and not dialog.points
+
+
+def test_an_empty_collection_says_there_is_nothing_to_summarize(qtbot, make_window, library):
+    window = make_window(library=library, engine=SimpleNamespace(model=CopyingModel()))
+    dialog = window.summarize(None, "empty")
+    qtbot.waitUntil(lambda: not dialog.running, timeout=10_000)
+    assert dialog.status.text() == "The collection 'empty' has no indexed documents with text to summarize"
+    assert not dialog.points and not dialog.copy_button.isEnabled()
