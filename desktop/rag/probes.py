@@ -24,8 +24,8 @@ A question is answered right when a passage of the same document and page (for a
 without pages: a passage overlapping the sentence) is among the top ``TOP_K``.
 
 For a document that does badly the cause is guessed from what its text shows:
-duplicates (a missed question's sentence is found word for word in another document or on
-another page), scanned (pages read by OCR, or little text a page), garbled extraction
+duplicates (a missed question's sentence is found word for word, or nearly, in another
+document or on another page among the results), scanned (pages read by OCR, or little text a page), garbled extraction
 (many tokens that are neither dictionary words, names nor numbers), tables (many short
 lines of numbers). The dictionary is the embedding model's own vocabulary (installed with
 it), with common endings.
@@ -65,6 +65,8 @@ META_PREFIX = "retrieval_health:"
 GARBLED_SHARE = 0.3  # tokens that are neither words nor numbers
 TABLE_SHARE = 0.4  # lines that are short rows of numbers
 LITTLE_TEXT = 400  # characters a page
+NEAR_SHARE = 0.8  # a page holding this share of a missed sentence's words holds nearly the same text
+NEAR_MIN_WORDS = 8  # ... when the sentence has at least this many words (short ones match anywhere)
 OCR_SHARE = 0.5  # pages read by OCR
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
@@ -102,7 +104,8 @@ class Probe:
 class Outcome:
     """What the search did with a probe: the rank of the first passage from the source page
     (None: not in the top ``TOP_K``), where the first passage came from, and, when missed,
-    another page holding the probe's sentence word for word."""
+    another page among the results holding the probe's sentence word for word (``overlap``
+    1.0) or nearly (``overlap``: the share of the sentence's words that page holds)."""
 
     probe: Probe
     rank: int | None
@@ -110,6 +113,7 @@ class Outcome:
     top_page: int | None = None
     duplicate_path: str = ""
     duplicate_page: int | None = None
+    overlap: float = 0.0
 
     @property
     def found(self) -> bool:
@@ -215,14 +219,14 @@ def _outcome_json(o: Outcome) -> dict:
     return {"question": p.query, "path": p.path, "page": p.page, "char_start": p.char_start,
             "char_end": p.char_end, "sentence": p.sentence, "from_table": p.from_table,
             "found": o.found, "rank": o.rank, "top_path": o.top_path, "top_page": o.top_page,
-            "duplicate_path": o.duplicate_path, "duplicate_page": o.duplicate_page}
+            "duplicate_path": o.duplicate_path, "duplicate_page": o.duplicate_page, "overlap": round(o.overlap, 3)}
 
 
 def _outcome_from_json(d: dict) -> Outcome:
     probe = Probe(d["path"], -1, d.get("page"), int(d["char_start"]), int(d["char_end"]), d.get("sentence", ""),
                   d["question"], bool(d.get("from_table", False)))
     return Outcome(probe, d.get("rank"), d.get("top_path", ""), d.get("top_page"),
-                   d.get("duplicate_path", ""), d.get("duplicate_page"))
+                   d.get("duplicate_path", ""), d.get("duplicate_page"), float(d.get("overlap", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -530,14 +534,23 @@ def ask(library, probe: Probe, collection: str, k: int = TOP_K) -> Outcome:
             rank = i
             break
     top = passages[0] if passages else None
-    dup_path, dup_page = "", None
+    dup_path, dup_page, overlap = "", None, 0.0
     if rank is None:
         sentence = _norm_sentence(probe.sentence)
+        content = _content_words(probe.sentence)
         for p in passages:
             if sentence and sentence in _norm_sentence(p.text):
-                dup_path, dup_page = p.path, p.page
+                dup_path, dup_page, overlap = p.path, p.page, 1.0
                 break
-    return Outcome(probe, rank, top.path if top else "", top.page if top else None, dup_path, dup_page)
+            if len(content) >= NEAR_MIN_WORDS:
+                share = len(content & _content_words(p.text)) / len(content)
+                if share >= NEAR_SHARE and share > overlap:
+                    dup_path, dup_page, overlap = p.path, p.page, share
+    return Outcome(probe, rank, top.path if top else "", top.page if top else None, dup_path, dup_page, overlap)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP and not _DIGIT.search(w)}
 
 
 # ------------------------------------------------------------------ causes
@@ -557,13 +570,18 @@ def guess_reason(path: str, outcomes: list[Outcome], signs: Signs) -> tuple[str,
     same_doc = [o for o in missed if o.duplicate_path == path]
     if len(elsewhere) * 2 >= len(missed):
         other = max({o.duplicate_path for o in elsewhere}, key=lambda p: sum(o.duplicate_path == p for o in elsewhere))
-        return "duplicates", (f"duplicates: {len(elsewhere)} of {len(missed)} missed questions found the same text "
+        if all(o.overlap >= 1.0 for o in elsewhere):
+            what = "the same text"
+        else:
+            what = "the same or nearly the same sentence (wording several documents share)"
+        return "duplicates", (f"duplicates: {len(elsewhere)} of {len(missed)} missed questions found {what} "
                               f"in {display_name(other)}"
-                              + (f" ({_pct(signs.duplicate_share)} of its sentences are also there)"
+                              + (f"; {_pct(signs.duplicate_share)} of its sentences are also there"
                                  if signs.duplicate_share >= 0.1 else ""))
     if len(same_doc) * 2 >= len(missed):
-        return "repeated", (f"repeated text: {len(same_doc)} of {len(missed)} missed questions found the same "
-                            "words on another of its pages")
+        what = "the same words" if all(o.overlap >= 1.0 for o in same_doc) else "nearly the same words"
+        return "repeated", (f"repeated text: {len(same_doc)} of {len(missed)} missed questions found {what} on "
+                            "another of its pages")
     if signs.pages and signs.ocr_pages >= OCR_SHARE * signs.pages:
         return "scanned", f"scanned: {signs.ocr_pages} of {signs.pages} pages were read by OCR"
     if signs.chars_per_page is not None and signs.chars_per_page < LITTLE_TEXT:
@@ -576,9 +594,12 @@ def guess_reason(path: str, outcomes: list[Outcome], signs: Signs) -> tuple[str,
         return "garbled", (f"garbled or unreadable text: {len(unaskable)} of its {len(outcomes)} sample passages "
                            "hold no sentence of dictionary words to ask about")
     tables = [o for o in missed if o.probe.from_table]
-    if signs.table_share >= TABLE_SHARE or len(tables) * 2 >= len(missed) and tables:
+    if signs.table_share >= TABLE_SHARE:
         return "tables", (f"tables: {_pct(signs.table_share)} of its lines are short rows of numbers, which "
                           "share few words with a question")
+    if tables and len(tables) * 2 >= len(missed):
+        return "tables", (f"tables: {len(tables)} of its {len(missed)} missed questions were made from table rows, "
+                          "which share few words with a question")
     if signs.duplicate_share >= 0.3:
         return "duplicates", (f"duplicates: {_pct(signs.duplicate_share)} of its sentences are also in "
                               f"{display_name(signs.duplicate_of)}")

@@ -19,6 +19,7 @@ from desktop.rag.probes import (
     TOP_K,
     HealthReport,
     Outcome,
+    Probe,
     Signs,
     cached_report,
     check_collection,
@@ -210,6 +211,7 @@ def test_duplicates_are_named_when_questions_land_on_another_copy(library, tmp_p
     assert missed, "eight identical copies leave no room in the top 5 for every one of them"
     for o in missed:  # the page the search found holds the very same sentence
         assert o.duplicate_path in {str(c) for c in copies} and o.duplicate_path != o.probe.path
+        assert o.overlap == 1.0
     for copy in copies:
         doc = docs[copy.name]
         assert doc.signs.duplicate_share == 1.0
@@ -258,6 +260,32 @@ def test_scanned_pages_are_counted_from_what_ocr_read(library, tmp_path):
     # the same text with a text layer would be "little text" only
     code, reason = guess_reason(str(scan), [missed], Signs(pages=3, chars_per_page=90.0))
     assert code == "scanned" and reason.startswith("little text: about 90 characters a page")
+
+
+def test_causes_are_told_apart_by_their_evidence():
+    probe = Probe("/docs/a.pdf", 1, 4, 0, 90, "Our results could differ materially from those in any forward "
+                  "looking statement we make.", "results could differ from those in any looking statement")
+    near = Outcome(probe, None, "/docs/b.pdf", 9, "/docs/b.pdf", 9, 0.85)
+    same = Outcome(probe, None, "/docs/b.pdf", 9, "/docs/b.pdf", 9, 1.0)
+    found = Outcome(probe, 2, "/docs/a.pdf", 4)
+    clean = Signs(words=900, pages=10, chars_per_page=2500.0)
+    assert guess_reason("/docs/a.pdf", [found, found], clean) == ("", "")
+    code, reason = guess_reason("/docs/a.pdf", [found, same, same], clean)
+    assert code == "duplicates" and reason == "duplicates: 2 of 2 missed questions found the same text in b.pdf"
+    code, reason = guess_reason("/docs/a.pdf", [near, same], Signs(pages=10, chars_per_page=2500.0,
+                                                                   duplicate_share=0.4))
+    assert code == "duplicates" and "nearly the same sentence" in reason and reason.endswith(
+        "in b.pdf; 40% of its sentences are also there")
+    again = Outcome(probe, None, "/docs/a.pdf", 7, "/docs/a.pdf", 7, 1.0)
+    assert guess_reason("/docs/a.pdf", [again], clean)[0] == "repeated"
+    other = Outcome(probe, None, "/docs/c.pdf", 3)
+    assert guess_reason("/docs/a.pdf", [other], Signs(odd_share=0.45, pages=10, chars_per_page=2500.0))[0] == "garbled"
+    table_probe = Outcome(Probe("/docs/a.pdf", 1, 4, 0, 40, "Total net sales 1,204 1,377", "Total net", True), None,
+                          "/docs/c.pdf", 3)
+    code, reason = guess_reason("/docs/a.pdf", [table_probe, found], clean)
+    assert code == "tables" and reason.startswith("tables: 1 of its 1 missed questions were made from table rows")
+    assert guess_reason("/docs/a.pdf", [other], clean) == (
+        "unclear", "no sign of a cause in the text: other passages matched its questions better (e.g. c.pdf, page 3)")
 
 
 # ------------------------------------------------------------------ sprig health
