@@ -84,9 +84,11 @@ def source_markdown(source: dict) -> str:
     return f"{head}\n\n{body}"
 
 
-def _notes(meta: dict) -> list[str]:
+def answer_notes(meta: dict, with_error: bool = True) -> list[str]:
+    """The notes under an answer (stopped, interrupted, not from the documents, quoted...),
+    the same words in the window and in an exported chat."""
     notes = []
-    if meta.get("error"):
+    if with_error and meta.get("error"):
         notes.append(str(meta["error"]))
     if meta.get("stopped"):
         notes.append("Stopped.")
@@ -96,7 +98,7 @@ def _notes(meta: dict) -> list[str]:
         notes.append("Not from your documents.")
     elif meta.get("mode") == "quoted":
         notes.append("Quoted from your documents: the model gave no answer that the evidence supports.")
-    if meta.get("unreadable_meta"):
+    if with_error and meta.get("unreadable_meta"):
         notes.append("The sources of this answer could not be read.")
     return notes
 
@@ -110,7 +112,7 @@ def _answer(message: Message) -> str:
     meta = message.meta
     text = "\n".join(printable(line) for line in answer_text(message.content, meta).split("\n")).strip()
     parts = ["### Answer", text or "*(no answer)*"]
-    parts += [f"*{md_escape(note)}*" for note in _notes(meta)]
+    parts += [f"*{md_escape(note)}*" for note in answer_notes(meta)]
     citations = meta.get("citations") or []
     nearest = meta.get("nearest") or []
     if citations:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.display import display_name
+from desktop.export import answer_notes
 from desktop.rag.conversations import Conversation, Message
 from desktop.ui.dnd import local_paths
 from desktop.ui.markdown import UNSUPPORTED_NOTE, MarkdownView
@@ -177,16 +178,7 @@ class MessageWidget(QFrame):
         if meta.get("error"):
             content = (content + "\n\n" if content else "") + f"*{meta['error']}*"
         self.text.set_markdown(content, numbers)
-        notes = []
-        if meta.get("stopped"):
-            notes.append("Stopped.")
-        elif meta.get("partial"):
-            notes.append("Interrupted: Sprig closed before this answer was finished.")
-        if meta.get("mode") == "general":
-            notes.append("Not from your documents.")
-        elif meta.get("mode") == "quoted":
-            notes.append("Quoted from your documents: the model gave no answer that the evidence supports.")
-        self.set_status(" ".join(notes))
+        self.set_status(" ".join(answer_notes(meta, with_error=False)))
         self._set_sources(citations, meta.get("nearest") or [], bool(meta.get("abstained")))
 
     def _set_sources(self, citations: list[dict], nearest: list[dict], abstained: bool) -> None:

@@ -94,7 +94,9 @@ def test_stop_ends_a_running_answer_at_once(qtbot, make_window, library, engine)
     assert pending.stream.result.stopped
 
 
-def test_a_question_asked_before_the_model_is_ready_waits_visibly(qtbot, make_window, library, engine):
+def test_a_question_asked_before_the_model_is_ready_waits_visibly(qtbot, make_window, library, engine, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("SPRIG_MODELS", str(tmp_path / "models"))  # a first launch: nothing assembled yet
     index_normans(library)
     gate = threading.Event()
     calls = []
@@ -126,7 +128,8 @@ def _wait_visibly(qtbot, window, gate, calls):
     bubble = window.chat_view.last_answer()
     assert bubble.status.text().startswith("Waiting for the model")
     # this data folder has never held the bundled model: the status says it is being prepared
-    assert "First launch: preparing the bundled model" in window.model_status.text()
+    # (the worker's report reaches the window through the event loop)
+    qtbot.waitUntil(lambda: "First launch: preparing the bundled model" in window.model_status.text(), timeout=5000)
     # the window stays responsive while it waits
     meter = GapMeter()
     meter.start()
