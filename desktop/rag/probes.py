@@ -97,7 +97,7 @@ class Probe:
     char_end: int
     sentence: str
     query: str
-    from_table: bool = False  # made from a row of numbers, not a sentence
+    from_table: bool = False  # made from a row of numbers, or in a passage that is mostly such rows
 
 
 @dataclass(frozen=True)
@@ -345,6 +345,11 @@ def _signs(chunks: list, words: Dictionary) -> tuple[int, int, int, int]:
     return counted, odd, lines, table
 
 
+def _table_share(text: str) -> float:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return sum(_is_table_line(line) for line in lines) / len(lines) if lines else 0.0
+
+
 def _chars_per_page(chunks: list, pages: int) -> float | None:
     ends: dict[int, int] = {}
     for c in chunks:
@@ -507,6 +512,7 @@ def make_probes(groups: dict[int, list], content_hashes: dict[int, str], words: 
                 if found is None:
                     continue
                 s, e, table = found
+                table = table or _table_share(chunk.text) >= TABLE_SHARE
                 sentence = chunk.text[s:e]
                 query = make_query(sentence, words, idf, rnd)
                 probes.append(Probe(chunk.path, doc_id, chunk.page, chunk.char_start + s, chunk.char_start + e,
@@ -598,8 +604,8 @@ def guess_reason(path: str, outcomes: list[Outcome], signs: Signs) -> tuple[str,
         return "tables", (f"tables: {_pct(signs.table_share)} of its lines are short rows of numbers, which "
                           "share few words with a question")
     if tables and len(tables) * 2 >= len(missed):
-        return "tables", (f"tables: {len(tables)} of its {len(missed)} missed questions were made from table rows, "
-                          "which share few words with a question")
+        return "tables", (f"tables: {len(tables)} of its {len(missed)} missed questions were made from tables, "
+                          "whose rows share few words with a question")
     if signs.duplicate_share >= 0.3:
         return "duplicates", (f"duplicates: {_pct(signs.duplicate_share)} of its sentences are also in "
                               f"{display_name(signs.duplicate_of)}")

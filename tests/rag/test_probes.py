@@ -283,7 +283,7 @@ def test_causes_are_told_apart_by_their_evidence():
     table_probe = Outcome(Probe("/docs/a.pdf", 1, 4, 0, 40, "Total net sales 1,204 1,377", "Total net", True), None,
                           "/docs/c.pdf", 3)
     code, reason = guess_reason("/docs/a.pdf", [table_probe, found], clean)
-    assert code == "tables" and reason.startswith("tables: 1 of its 1 missed questions were made from table rows")
+    assert code == "tables" and reason.startswith("tables: 1 of its 1 missed questions were made from tables")
     assert guess_reason("/docs/a.pdf", [other], clean) == (
         "unclear", "no sign of a cause in the text: other passages matched its questions better (e.g. c.pdf, page 3)")
 
