@@ -154,9 +154,14 @@ def test_a_check_asked_for_while_indexing_waits_for_the_lane(qtbot):
     lane = Lane()
     lane.busy = True
     runs = []
-    badge = badge_for(qtbot, lane, check=lambda library, collection, refresh, cancel, report: (
-        runs.append(refresh) or HealthReport(collection, 2, 2, key="k")),
-        lookup=lambda library, collection: (True, None))
+    kept: list = [None]
+
+    def check(library, collection, refresh, cancel, report):
+        runs.append(refresh)
+        kept[0] = HealthReport(collection, 2, 2, key="k")  # what the real check keeps in the catalog
+        return kept[0]
+
+    badge = badge_for(qtbot, lane, check=check, lookup=lambda library, collection: (True, kept[0]))
     qtbot.waitUntil(lambda: badge.text() == "Check search", timeout=5000)
     badge.start_check(refresh=True)
     assert badge.text() == "Check waiting…" and not runs
