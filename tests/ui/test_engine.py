@@ -9,7 +9,8 @@ from desktop.config import Paths, Settings
 from desktop.models.bundled import GEMMA
 
 
-def test_a_first_launch_shows_it_is_preparing_the_bundled_model(qtbot, make_window, library, sprig_home):
+def test_a_first_launch_shows_it_is_preparing_the_bundled_model(qtbot, make_window, library, sprig_home, monkeypatch):
+    monkeypatch.setenv("SPRIG_MODELS", str(sprig_home / "models"))  # a first launch: not the run's shared models
     settings = Settings(model="bundled-gemma", context_size=1024, auto_load_model=True)
     window = make_window(library=library, settings=settings, auto_load=None)  # auto-load, as the app does
     states: list[tuple[str, str]] = []
