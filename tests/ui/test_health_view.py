@@ -104,22 +104,25 @@ def test_an_unchecked_collection_is_checked_in_the_background_with_progress(qtbo
 
     kept: list = [None]
     badge = badge_for(qtbot, auto=True, check=check, lookup=lambda library, collection: (True, kept[0]))
-    qtbot.waitUntil(lambda: badge.running, timeout=5000)
-    assert asked == [("default", False)]
-    dialog = badge.open_details()
-    assert dialog.bar.isVisible() and dialog.cancel_button.isVisible()
-    step.release(3)
-    qtbot.waitUntil(lambda: badge.text() == "Checking… 50%", timeout=5000)
-    assert dialog.status.text() == "Asking sample question 3 of 4 (a.txt)…"
-    assert Colors.from_palette().muted.name() in badge.styleSheet()
-    kept[0] = HealthReport("default", 4, 3, key="k")  # what the check keeps in the catalog
-    step.release(1)
-    qtbot.waitUntil(lambda: badge.text() == "Finds 3/4", timeout=5000)
-    assert not badge.running and not dialog.bar.isVisible()
-    assert Colors.from_palette().warning.name() in badge.styleSheet()  # 75%
-    qtbot.wait(300)
-    assert len(asked) == 1  # a current report is not checked again
-    badge.shutdown()
+    try:
+        qtbot.waitUntil(lambda: badge.running, timeout=5000)
+        assert asked == [("default", False)]
+        dialog = badge.open_details()
+        assert dialog.bar.isVisible() and dialog.cancel_button.isVisible()
+        step.release(3)
+        qtbot.waitUntil(lambda: badge.text() == "Checking… 50%"
+                        and dialog.status.text() == "Asking sample question 3 of 4 (a.txt)…", timeout=5000)
+        assert Colors.from_palette().muted.name() in badge.styleSheet()
+        kept[0] = HealthReport("default", 4, 3, key="k")  # what the check keeps in the catalog
+        step.release(1)
+        qtbot.waitUntil(lambda: badge.text() == "Finds 3/4", timeout=5000)
+        assert not badge.running and not dialog.bar.isVisible()
+        assert Colors.from_palette().warning.name() in badge.styleSheet()  # 75%
+        qtbot.wait(300)
+        assert len(asked) == 1  # a current report is not checked again
+    finally:
+        step.release(8)  # a failed assertion must not leave the check's worker waiting forever
+        badge.shutdown()
 
 
 def test_cancel_keeps_the_last_result_and_no_check_restarts_on_its_own(qtbot, monkeypatch):
