@@ -99,7 +99,7 @@ class Answer:
             "citations": [c.as_json() for c in self.citations],
             "claims": [c.as_json() for c in self.claims],
             "evidence": [{"n": i, "path": p.path, "page": p.page, "char_start": p.char_start,
-                          "char_end": p.char_end, "text": p.text}
+                          "char_end": p.char_end, "text": p.text, "heading": p.context or None}
                          for i, p in enumerate(self.passages, start=1)],
             "nearest": [{"path": p.path, "page": p.page, "text": p.text, "similarity": p.similarity}
                         for p in self.nearest],
@@ -109,14 +109,15 @@ class Answer:
 
 
 def format_passages(passages: list[Passage], nonce: str) -> str:
-    lines = [f"[{i}] {neutralise(' '.join(p.text.split()))}"
+    lines = [f"[{i}] {neutralise(' '.join(p.evidence_text.split()))}"
              for i, p in enumerate(passages, start=1)]
     return f"<passages id={nonce}>\n" + "\n".join(lines) + f"\n</passages id={nonce}>"
 
 
 def evidence_passage(line: EvidenceLine) -> Passage:
     """An evidence line as a Passage: the sentence span, so a citation opens at the sentence."""
-    return replace(line.passage, char_start=line.char_start, char_end=line.char_end, text=line.text)
+    return replace(line.passage, char_start=line.char_start, char_end=line.char_end, text=line.text,
+                   context=line.heading)
 
 
 def _citations_last(text: str) -> str:
@@ -294,8 +295,10 @@ class AnswerEngine:
         whole = getattr(self.library, "whole_sentences", None)
         if whole is not None:
             candidates = whole(candidates)
+        text_before = getattr(self.library, "text_before", None)
         return select_evidence(question, candidates, self.library.embedder,
-                               max_chars=self.evidence_chars, max_lines=self.k, context=EVIDENCE_CONTEXT)
+                               max_chars=self.evidence_chars, max_lines=self.k, context=EVIDENCE_CONTEXT,
+                               before=text_before(candidates) if text_before is not None else None)
 
     def ask(self, question: str, history: list[dict] | None = None, collection: str = "default",
             general_knowledge: bool = False) -> AnswerStream:

@@ -349,12 +349,18 @@ class Catalog:
                 out[r["chunk_id"]] = StoredChunk(**{k: r[k] for k in r.keys()})
         return out
 
-    def text_before(self, doc_id: int, page: int | None, char_start: int) -> tuple[int, str] | None:
-        """(start, text) of the stored chunk of the same page that runs into ``char_start``."""
+    def chunks_between(self, doc_id: int, page: int | None, lo: int, hi: int) -> list[tuple[int, int, str]]:
+        """(start, end, text) of the stored chunks of a page that overlap [lo, hi)."""
         rows = self._query(
-            "SELECT char_start, text FROM chunks WHERE doc_id=? AND page IS ? AND char_start<? AND char_end>=? "
-            "ORDER BY char_start DESC LIMIT 1", (doc_id, page, char_start, char_start))
-        return (rows[0]["char_start"], rows[0]["text"]) if rows else None
+            "SELECT char_start, char_end, text FROM chunks WHERE doc_id=? AND page IS ? AND char_start<? AND char_end>? "
+            "ORDER BY char_start", (doc_id, page, hi, lo))
+        return [(r["char_start"], r["char_end"], r["text"]) for r in rows]
+
+    def page_openings(self, doc_id: int) -> list[str]:
+        """The text of the first stored chunk of each page of a document."""
+        rows = self._query("SELECT page, min(char_start) AS s, text FROM chunks WHERE doc_id=? GROUP BY page",
+                           (doc_id,))
+        return [r["text"] for r in rows]
 
     def iter_chunks(self, collection: str, batch: int = 256) -> Iterator[list[StoredChunk]]:
         last = -1

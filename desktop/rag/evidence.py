@@ -7,6 +7,11 @@ the question (its embedding's cosine and how many of the question's key terms it
 with its neighbours), and the best few, each with the sentence before it for context,
 become a short numbered evidence block. Every line keeps its file, page and exact
 character span, so a citation points at a sentence a user can check.
+
+Documents that are not prose get the same care: a line break that ends something (a
+sentence, a heading, a list item, a signature) ends a sentence; a list item is a line of its
+own; and a line carries the heading it sits under on its page (a section title, the name of
+the function a manual describes), which counts for matching and is shown with it.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class EvidenceLine:
     score: float  # the best sentence's combined score
     cosine: float
     coverage: float  # share of the question's key terms in the line (weighted by rarity)
+    heading: str = ""  # the heading the line sits under on its page, when it is not in the line
 
     @property
     def path(self) -> str:
@@ -106,17 +112,79 @@ def split_sentences(passage: Passage) -> list[Sentence]:
 
 
 def _split_lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """A block of short lines (a form, a table, a list, a cover page) splits at each line."""
+    """Line breaks that end something split too: a block of short lines (a form, a table, a
+    list, a cover page) at each line; otherwise after a line that ends a sentence, and after
+    a line well short of the text's width (a heading, a list item, a signature, a label)."""
     block = text[start:end]
     lines = block.split("\n")
-    if len(lines) < 3 or sum(len(x) for x in lines) / len(lines) >= 60:
+    if len(lines) < 2:
         return [(start, end)]
+    if len(lines) >= 3 and sum(len(x) for x in lines) / len(lines) < 60:
+        cuts = range(len(lines) - 1)
+    else:
+        width = line_width(text)
+        cuts = [i for i, line in enumerate(lines[:-1])
+                if line.rstrip().endswith((".", "!", "?")) or len(line.strip()) < SHORT_LINE * width]
     spans = []
     pos = start
-    for line in lines:
-        spans.append((pos, pos + len(line)))
+    first = start
+    for i, line in enumerate(lines):
         pos += len(line) + 1
+        if i in cuts:
+            spans.append((first, pos - 1))
+            first = pos
+    spans.append((first, end))
     return spans
+
+
+SHORT_LINE = 0.7  # a line shorter than this share of the text's width ends a block
+_HEADING_END = frozenset(".,;:!?")
+_BULLET = tuple("-*•▪◦–—")
+
+
+def line_width(text: str) -> int:
+    """The width of the text's wrapped lines (their longest, at least 40 characters)."""
+    return max([40] + [len(x.strip()) for x in text.split("\n")])
+
+
+def _is_heading(line: str, above: str | None, width: int) -> bool:
+    """A short line with no sentence punctuation that does not continue the line above it."""
+    line = line.strip()
+    if not 2 <= len(line) <= 80 or len(line) >= SHORT_LINE * width or line[-1] in _HEADING_END:
+        return False
+    if line.startswith(_BULLET) or not any(c.isalpha() for c in line):
+        return False
+    if above is None or not above.strip():
+        return True
+    above = above.strip()
+    return len(above) < SHORT_LINE * width or above[-1] in ".!?:"
+
+
+def _label_like(line: str) -> bool:
+    """Not prose: no sentence end, few function words (a signature, a label, a term)."""
+    if line[-1] in ".!?" or ". " in line:
+        return False
+    words = _WORD.findall(line.lower())
+    return bool(words) and sum(w in STOPWORDS for w in words) < 0.25 * len(words)
+
+
+def heading_above(before: str, width: int | None = None, max_chars: int = 120) -> str:
+    """The heading that the text after ``before`` sits under, with the lines that complete it
+    (a function's signature under its name), or "" when there is none nearby."""
+    lines = before.split("\n")[:-1]  # the last line is the start of the sentence's own line
+    width = width or line_width(before)
+    for i in range(len(lines) - 1, max(-1, len(lines) - 40), -1):
+        if not _is_heading(lines[i], lines[i - 1] if i > 0 else None, width):
+            continue
+        parts = [lines[i].strip()]
+        for follow in lines[i + 1:]:
+            follow = follow.strip()
+            if not follow or len(" ".join(parts)) >= max_chars or not _label_like(follow):
+                break
+            parts.append(follow)
+        text = " ".join(parts)
+        return text if len(text) <= max_chars else text[:max_chars].rsplit(" ", 1)[0] + " …"
+    return ""
 
 
 def _cut_long(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -184,6 +252,22 @@ def coverage(question_terms: dict[str, float], text_terms: set[str]) -> float:
     return got / total
 
 
+def _headings(sentences: list[Sentence], passages: list[Passage], before: list[str] | None) -> list[str]:
+    """The heading above each sentence, read from its page's text before it."""
+    if not before:
+        return [""] * len(sentences)
+    prefix = {p.chunk_id: before[i] if i < len(before) else "" for i, p in enumerate(passages)}
+    widths: dict[str, int] = {}
+    out = []
+    for s in sentences:
+        p = s.passage
+        head = prefix.get(p.chunk_id, "")
+        if p.chunk_id not in widths:
+            widths[p.chunk_id] = line_width(head + p.text)
+        out.append(heading_above(head + p.text[:s.char_start - p.char_start], widths[p.chunk_id]))
+    return out
+
+
 _ANAPHORA = re.compile(r"^(?:he|she|it|they|his|her|its|their|this|these|those|that|there|such|the latter|"
                        r"the former|both|however|also|then|thus|in addition|as a result|instead)\b", re.IGNORECASE)
 
@@ -194,8 +278,14 @@ def needs_context(sentence: str) -> bool:
 
 
 def select_evidence(question: str, passages: list[Passage], embedder, max_chars: int = 1100,
-                    max_lines: int = 5, context: str = "before") -> Evidence:
-    """The evidence block for ``question`` from retrieved ``passages`` (best first)."""
+                    max_lines: int = 5, context: str = "before",
+                    before: list[str] | None = None) -> Evidence:
+    """The evidence block for ``question`` from retrieved ``passages`` (best first).
+
+    ``before[i]``, when given, is the text of its page just before ``passages[i]``: a sentence
+    then carries the heading it sits under (a section title, the name of the function a
+    manual describes), which counts for matching and is shown to the model with the line.
+    """
     import numpy as np
 
     top_similarity = max((p.similarity or 0.0) for p in passages) if passages else 0.0
@@ -214,11 +304,14 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
     vecs = embedder.embed([s.text for s in sentences], batched=True)
     cos = np.asarray(vecs @ qvec, dtype=np.float32)
     rank_of = {p.chunk_id: i for i, p in enumerate(passages)}
+    headings = _headings(sentences, passages, before)
     scored = []
     for i, s in enumerate(sentences):
         neighbours = sentence_terms[i]
         if i > 0 and sentences[i - 1].passage is s.passage:
             neighbours = neighbours | sentence_terms[i - 1]
+        if headings[i]:
+            neighbours = neighbours | set(terms(headings[i]))
         cov = coverage(weights, neighbours)
         prior = 0.05 / (1 + rank_of[s.passage.chunk_id])
         score = 0.55 * float(cos[i]) + 0.45 * cov + prior
@@ -233,12 +326,14 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
         s = sentences[i]
         first = i
         last = i
-        if context != "none" and i > 0 and sentences[i - 1].passage is s.passage and (i - 1) not in used \
-                and (context == "before" or needs_context(s.text)):
+        item = s.text.startswith(_BULLET)  # a list item stands alone: its neighbours are other items
+        if context != "none" and not item and i > 0 and sentences[i - 1].passage is s.passage \
+                and (i - 1) not in used and (context == "before" or needs_context(s.text)):
             prev = sentences[i - 1]
             if len(prev.text) + len(s.text) < 480:
                 first = i - 1
-        if context != "none" and len(s.text) < 100 and s.text[-1] not in ".!?" and i + 1 < len(sentences) \
+        if context != "none" and not item and len(s.text) < 100 and s.text[-1] not in ".!?" \
+                and i + 1 < len(sentences) \
                 and sentences[i + 1].passage is s.passage and (i + 1) not in used:
             last = i + 1  # a short line (a label, a table row) needs its neighbours on both sides
         span = sentences[first:last + 1]
@@ -252,8 +347,9 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
         chars += len(text)
         base = s.passage.char_start
         exact = s.passage.text[span[0].char_start - base:span[-1].char_end - base]  # the page's own text
+        heading = headings[first] if headings[first] and headings[first] not in exact else ""
         lines.append(EvidenceLine(len(lines) + 1, s.passage, span[0].char_start, span[-1].char_end,
-                                  exact, score, float(cos[i]), cov))
+                                  exact, score, float(cos[i]), cov, heading))
     best = scored[0]
     return Evidence(lines, top_similarity, float(cos[best[1]]), best[2], len(set(q_terms)))
 

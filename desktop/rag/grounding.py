@@ -121,7 +121,7 @@ def attribute(answer: str, question: str, passages: list[Passage]) -> Citation |
     words = content_words(answer) - content_words(question) or content_words(answer)
     if not words or not passages:
         return None
-    overlaps = [len(words & content_words(p.text)) for p in passages]
+    overlaps = [len(words & content_words(p.evidence_text)) for p in passages]
     best = max(range(len(passages)), key=lambda i: (overlaps[i], -i))
     if overlaps[best] == 0:
         return None
@@ -139,7 +139,7 @@ def verify_citations(text: str, question: str, citations: list[Citation],
     novel = content_words(CITE.sub(" ", text)) - content_words(question)
     if not novel or not citations:
         return text, citations
-    support = [len(novel & content_words(p.text)) for p in passages]
+    support = [len(novel & content_words(p.evidence_text)) for p in passages]
     best = max(range(len(passages)), key=lambda i: (support[i], -i)) + 1
     half = len(novel) / 2
     fixed: list[Citation] = []
@@ -162,7 +162,7 @@ def unsupported(text: str, question: str, passages: list[Passage]) -> str | None
     """
     if not passages or not text.strip():
         return None
-    body = " ".join(p.text for p in passages)
+    body = " ".join(p.evidence_text for p in passages)
     stripped = CITE.sub(" ", text)
     invented = numbers(stripped) - numbers(body) - numbers(question)
     if invented:
@@ -189,7 +189,7 @@ def check_claims(text: str, question: str, passages: list[Passage]) -> list[Clai
         cited = tuple(int(n) for m in CITE.finditer(sentence) for n in m.group(1).split(",")
                       if 1 <= int(n) <= len(passages))
         pool = [passages[n - 1] for n in cited] or passages
-        body = " ".join(p.text for p in pool)
+        body = " ".join(p.evidence_text for p in pool)
         plain = CITE.sub(" ", sentence)
         novel = content_words(plain) - q_words
         ok_numbers = not (numbers(plain) - numbers(body) - numbers(question))
@@ -209,10 +209,10 @@ def instruction_payload(text: str, question: str, passages: list[Passage]) -> bo
     if not novel:
         return False
     for p in passages:
-        for sentence in _SENTENCE.split(p.text):
+        for sentence in _SENTENCE.split(p.evidence_text):
             if _INSTRUCTION.search(sentence) and novel <= content_words(sentence) | content_words(question):
-                clean = [q for q in passages if not _INSTRUCTION.search(q.text)]
-                if not any(novel <= content_words(q.text) for q in clean):
+                clean = [q for q in passages if not _INSTRUCTION.search(q.evidence_text)]
+                if not any(novel <= content_words(q.evidence_text) for q in clean):
                     return True
     return False
 

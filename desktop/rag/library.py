@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -56,6 +57,13 @@ def document_title(path: str | os.PathLike) -> str:
     import re
 
     return re.sub(r"[_\-.]+", " ", Path(path).stem).strip()
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]\u201d\u2019]*(?=\s|$)|\n\s*\n")
+
+
+def _page_line_key(line: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(line.split())).lower()
 
 
 def embed_text(path: str | os.PathLike, chunk) -> str:
@@ -112,6 +120,7 @@ class Library:
             token=self.settings.chroma_token,
         )
         self._write_lock = threading.Lock()  # one writer at a time: Chroma is not process- or thread-safe
+        self._headers_cache: dict[int, frozenset[str]] = {}  # doc_id -> running headers
         self.limits = Limits(max_file_bytes=self.settings.max_file_mb * 1024 * 1024, ocr_dir=str(self.paths.ocr))
         self._check_embedding_model()
 
@@ -142,29 +151,69 @@ class Library:
 
     # ---------------------------------------------------------------- indexing
     def whole_sentences(self, passages: list[Passage], max_chars: int = 400) -> list[Passage]:
-        """Passages that start mid-sentence (chunks overlap) extended back to the sentence start,
-        from the stored text before them, so evidence and quotes begin where the sentence does."""
+        """Passages that start or end mid-sentence (chunks are cut by length) extended to the
+        sentence's start and end, from the stored text around them, so evidence and quotes
+        hold whole sentences."""
         from dataclasses import replace
 
         out = []
         for p in passages:
             head = p.text[:1]
-            if not head or not (head.islower() or head in ",;:)") or p.char_start == 0:
-                out.append(p)
-                continue
-            before = self.catalog.text_before(p.doc_id, p.page, p.char_start)
-            if before is None:
-                out.append(p)
-                continue
-            start, text = before
-            prefix = text[: p.char_start - start][-max_chars:]
-            cut = max(prefix.rfind(". "), prefix.rfind("? "), prefix.rfind("! "), prefix.rfind("\n"))
-            if cut < 0:
-                out.append(p)
-                continue
-            prefix = prefix[cut + 1:].lstrip()
-            out.append(replace(p, char_start=p.char_start - len(prefix), text=prefix + p.text))
+            if head and (head.islower() or head in ",;:)") and p.char_start > 0:
+                prefix = self._page_text(p.doc_id, p.page, max(0, p.char_start - max_chars), p.char_start)
+                cut = max(prefix.rfind(". "), prefix.rfind("? "), prefix.rfind("! "), prefix.rfind("\n"))
+                if cut >= 0:
+                    prefix = prefix[cut + 1:].lstrip()
+                    p = replace(p, char_start=p.char_start - len(prefix), text=prefix + p.text)
+            if p.text and p.text.rstrip("\"')]”’")[-1:] not in (".", "!", "?", ":"):
+                after = self._page_text(p.doc_id, p.page, p.char_end, p.char_end + max_chars)
+                end = _SENTENCE_END.search(after)
+                if end is not None:
+                    suffix = after[:end.end()].rstrip()
+                    p = replace(p, char_end=p.char_end + len(suffix), text=p.text + suffix)
+            out.append(p)
         return out
+
+    def _page_text(self, doc_id: int, page: int | None, lo: int, hi: int) -> str:
+        """The page's text in [lo, hi) as far as stored chunks hold it; the gaps between chunks
+        (whitespace they were trimmed of) become line breaks; stops where nothing is stored."""
+        buf = ["\n"] * max(0, hi - lo)
+        stored = lo
+        for start, end, text in self.catalog.chunks_between(doc_id, page, lo, hi):
+            a, b = max(start, lo), min(end, hi)
+            buf[a - lo:b - lo] = text[a - start:b - start]
+            stored = max(stored, b)
+        return "".join(buf[:stored - lo]) if hi > lo else ""
+
+    def text_before(self, passages: list[Passage], max_chars: int = 2000) -> list[str]:
+        """For each passage, its page's text just before it (up to ``max_chars``), rebuilt from
+        the stored chunks. What evidence selection reads headings from."""
+        out = []
+        for p in passages:
+            lo = max(0, p.char_start - max_chars)
+            text = self._page_text(p.doc_id, p.page, lo, p.char_start)
+            text = "\n" * (p.char_start - lo - len(text)) + text if len(text) < p.char_start - lo else text
+            if lo == 0 and p.page is not None:
+                first, sep, rest = text.partition("\n")
+                if sep and _page_line_key(first) in self._running_headers(p.doc_id):
+                    text = "\n" + rest  # "Chapter 4: Function reference 18" heads every page: not a heading
+            out.append(text)
+        return out
+
+    def _running_headers(self, doc_id: int) -> frozenset[str]:
+        """First lines shared by at least 3 pages and a fifth of a document's pages (page numbers
+        aside): running headers."""
+        cached = self._headers_cache.get(doc_id)
+        if cached is None:
+            from collections import Counter
+
+            openings = self.catalog.page_openings(doc_id)
+            counts = Counter(_page_line_key(t.partition("\n")[0]) for t in openings)
+            cached = frozenset(k for k, n in counts.items() if n >= 3 and n >= 0.2 * len(openings))
+            if len(self._headers_cache) > 256:
+                self._headers_cache.clear()
+            self._headers_cache[doc_id] = cached
+        return cached
 
     def index(
         self,

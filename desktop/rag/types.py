@@ -41,6 +41,14 @@ class Passage:
     bm25: float | None = None  # keyword score (higher is better)
     vector_rank: int | None = None
     keyword_rank: int | None = None
+    # the heading above the passage on its page (a section title, a function's name): shown
+    # to the model with the passage and checked like it, but not part of the cited span
+    context: str = ""
+
+    @property
+    def evidence_text(self) -> str:
+        """What the model is shown for this passage: its heading, then its text."""
+        return f"{self.context} \u2014 {self.text}" if self.context else self.text
 
     @property
     def location(self) -> str:

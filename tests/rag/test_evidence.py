@@ -101,3 +101,70 @@ def test_a_passage_that_starts_mid_sentence_is_extended_to_the_sentence_start(li
         assert text[whole.char_start:whole.char_end] == whole.text  # still the page's own text
         if p in mid:
             assert whole.char_start < p.char_start and whole.text[:1].isupper()
+
+
+def test_a_passage_that_ends_mid_sentence_is_extended_to_the_sentence_end(library, tmp_path):
+    from dataclasses import replace
+
+    words = " ".join(f"Filler sentence number {i} talks about the weather." for i in range(60))
+    text = words + " In the east wing the relief valve, which was replaced in 2019, opens at 8 bar. " + words
+    doc = tmp_path / "manual.txt"
+    doc.write_text(text)
+    assert not library.index([doc]).failed
+    hit = next(p for p in library.search("At what pressure does the relief valve open?", k=10)
+               if "opens at 8 bar." in p.text)
+    # a passage cut inside the sentence, as a chunk of a long sentence is
+    at = hit.text.index("opens at 8 bar.")
+    cut = replace(hit, char_end=hit.char_start + at + 5, text=hit.text[:at + 5])
+    whole = library.whole_sentences([cut])[0]
+    assert text[whole.char_start:whole.char_end] == whole.text
+    assert whole.text.endswith("replaced in 2019, opens at 8 bar.")
+
+
+def _reference_manual(path):
+    """A function reference laid out as generated manuals are: a running header on every
+    page, each function's name on a line of its own, its signature, many argument lines, and
+    only then what it does, so the name and the description fall into different chunks."""
+    from tests.rag.hostile import text_pdf
+
+    pages = []
+    for n, (name, does) in enumerate([
+            ("pump_open", "Opens a session with the controller and starts the watchdog."),
+            ("pump_flush", "Discards every queued command without running it."),
+            ("pump_close", "Ends the session and parks the impeller in its rest position."),
+            ("pump_rate", "Reports the current flow through the outlet in litres per minute.")], start=1):
+        lines = [f"Pump Controller Reference {n + 10}", name.replace("_", " "),
+                 f"[Function] int {name} (pump_handle * handle, const char * port, int baud,",
+                 "unsigned int flags, int timeout_ms)"]
+        lines += [f"arg{i}: the tuning parameter number {i} of the session, from zero to {i * 40} units."
+                  for i in range(14)]
+        lines += [does, "Returns: PUMP_OK on success, or an error code when the controller is busy."]
+        lines += ["The maintenance notes for this controller family are kept in the service binder."] * 6
+        pages.append(lines)
+    path.write_bytes(text_pdf(pages))
+    return path
+
+
+def test_an_evidence_line_carries_the_heading_it_sits_under(library, tmp_path):
+    from desktop.rag.answer import AnswerEngine, evidence_passage, format_passages
+    from desktop.rag.grounding import unsupported
+
+    assert not library.index([_reference_manual(tmp_path / "reference.pdf")]).failed
+    engine = AnswerEngine(library, model=None)
+    question = "Which function discards every queued command?"
+    evidence = engine.select(question, engine.retrieve(question, "default"))
+    line = next(x for x in evidence.lines if "Discards every queued command" in x.text)
+    assert "pump_flush" not in line.text, "the test needs the name outside the line's own text"
+    assert line.page == 2 and "pump flush" in line.heading and "pump_flush" in line.heading
+    assert "Reference" not in line.heading  # the running header on every page is not a heading
+    shown = [evidence_passage(x) for x in evidence.lines]
+    assert "pump_flush" in format_passages(shown, "n")  # the model sees the name
+    assert shown[line.n - 1].text == line.text  # the cited span is still the sentence alone
+    assert unsupported("The function is pump_flush [1].", question, shown) is None
+
+
+def test_list_items_are_evidence_lines_of_their_own(embedder):
+    text = ("The files created are:\n- globs (maps names to types)\n- magic (maps file contents to types)\n"
+            "- aliases (maps aliases to types)\n- icons (maps types to icons)\n")
+    ev = select_evidence("Which file maps aliases to types?", [_passage(text)], embedder)
+    assert ev.lines[0].text == "- aliases (maps aliases to types)"
