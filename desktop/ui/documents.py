@@ -39,7 +39,7 @@ from desktop.rag.loaders import SUPPORTED_SUFFIXES
 from desktop.rag.types import Progress
 from desktop.ui.health_view import HealthBadge
 from desktop.ui.theme import Colors
-from desktop.ui.workers import Worker
+from desktop.ui.workers import LatestRead
 
 FILE_FILTER = (
     "Documents (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES)) + ");;All files (*)"
@@ -315,8 +315,8 @@ class DocumentsPanel(QWidget):
         indexing.documents_changed.connect(self.schedule_refresh)
         indexing.progress.connect(self._on_progress)
         indexing.state_changed.connect(self._update_progress)
-        self._reader: Worker | None = None
-        self._stale = False
+        self._reader = LatestRead(read_catalog, lambda: (self.library, self._collection),
+                                  lambda args, result: self._show(args[1], *result), name="read-documents")
         # the first read is direct: nothing else uses the catalog before the window shows
         self._show(collection, *read_catalog(library, collection))
         self._update_progress()
@@ -383,22 +383,8 @@ class DocumentsPanel(QWidget):
 
     def refresh(self) -> None:
         """Re-read the catalog on a worker (an indexing job may hold it for a moment), then show it."""
-        if self._closed:
-            return
-        if self._reader is not None:
-            self._stale = True
-            return
-        collection = self._collection
-        self._reader = Worker(read_catalog, self.library, collection, name="read-documents")
-        self._reader.connect(returned=lambda result, c=collection: self._show(c, *result),
-                             finished=self._read_done)
-        self._reader.start()
-
-    def _read_done(self) -> None:
-        self._reader = None
-        if self._stale:
-            self._stale = False
-            self.refresh()
+        if not self._closed:
+            self._reader.request()
 
     def _show(self, collection: str, names: list[str], docs) -> None:
         if self._closed or collection != self._collection:

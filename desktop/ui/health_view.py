@@ -34,7 +34,7 @@ from desktop.rag.probes import TOP_K, HealthProgress, HealthReport
 from desktop.rag.types import CancelToken
 from desktop.ui.errors import user_message
 from desktop.ui.theme import Colors
-from desktop.ui.workers import Worker
+from desktop.ui.workers import LatestRead, Worker
 
 AUTO_DELAY_MS = 10_000  # the lane idle this long: an unchecked collection is checked
 GOOD = 0.9  # found shares for the success and warning colours; below: the error colour
@@ -83,8 +83,8 @@ class HealthBadge(QToolButton):
         self.error = ""
         self.worker: Worker | None = None
         self._cancel: CancelToken | None = None
-        self._reader: Worker | None = None
-        self._stale = False
+        self._reader = LatestRead(self._lookup, lambda: (self.library, self.collection),
+                                  lambda args, result: self._on_looked_up(args[1], *result), name="read-health")
         self._closed = False
         self._wanted = False  # a check was asked for while the lane was busy
         self._declined = False  # the user cancelled: no automatic check until the collection changes
@@ -119,22 +119,8 @@ class HealthBadge(QToolButton):
 
     def refresh(self) -> None:
         """Read the collection's kept report on a worker (the catalog may have changed)."""
-        if self._closed:
-            return
-        if self._reader is not None:
-            self._stale = True
-            return
-        collection = self.collection
-        self._reader = Worker(self._lookup, self.library, collection, name="read-health")
-        self._reader.connect(returned=lambda result, c=collection: self._on_looked_up(c, *result),
-                             finished=self._read_done)
-        self._reader.start()
-
-    def _read_done(self) -> None:
-        self._reader = None
-        if self._stale:
-            self._stale = False
-            self.refresh()
+        if not self._closed:
+            self._reader.request()
 
     def _on_looked_up(self, collection: str, has_documents: bool, report: HealthReport | None) -> None:
         if self._closed or collection != self.collection:
@@ -244,7 +230,7 @@ class HealthBadge(QToolButton):
         self._closed = True
         self._auto_timer.stop()
         done = True
-        for worker in (self.worker, self._reader):
+        for worker in (self.worker, self._reader.worker):
             if worker is not None:
                 worker.quit()
                 done = worker.wait(timeout_s) and done

@@ -173,6 +173,39 @@ class Worker(QRunnable):
             self.signals.yielded.emit(value)
 
 
+class LatestRead:
+    """One read on a worker at a time, the latest one shown.
+
+    ``request()`` reads ``func(*args())`` on a worker and hands ``(args, result)`` to
+    ``show``; asked again while a read runs, it reads once more when that one ends (with the
+    arguments of that moment), so a burst of changes costs two reads, never a queue of them.
+    """
+
+    def __init__(self, func: Callable[..., Any], args: Callable[[], tuple], show: Callable[[tuple, Any], None],
+                 name: str = ""):
+        self._func = func
+        self._args = args
+        self._show = show
+        self._name = name
+        self.worker: Worker | None = None
+        self._again = False
+
+    def request(self) -> None:
+        if self.worker is not None:
+            self._again = True
+            return
+        args = self._args()
+        self.worker = Worker(self._func, *args, name=self._name)
+        self.worker.connect(returned=lambda result: self._show(args, result), finished=self._done)
+        self.worker.start()
+
+    def _done(self) -> None:
+        self.worker = None
+        if self._again:
+            self._again = False
+            self.request()
+
+
 def create_worker(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
     return Worker(func, *args, **kwargs)
 

@@ -93,3 +93,26 @@ def test_await_workers_asks_running_jobs_to_stop_and_waits(qtbot):
     assert time.monotonic() - started < 2.0
     assert not any(w.is_running for w in workers)
     qtbot.waitUntil(lambda: not live_workers(), timeout=2000)
+
+
+def test_latest_read_reads_once_more_after_a_burst_and_shows_the_latest(qtbot):
+    from desktop.ui.workers import LatestRead
+
+    gate = threading.Event()
+    calls, shown = [], []
+    state = {"value": "a"}
+
+    def read(value):
+        calls.append(value)
+        gate.wait(5)
+        return value.upper()
+
+    reader = LatestRead(read, lambda: (state["value"],), lambda args, result: shown.append((args, result)))
+    reader.request()
+    for value in "bcd":  # a burst while the first read runs
+        state["value"] = value
+        reader.request()
+    gate.set()
+    qtbot.waitUntil(lambda: len(shown) == 2 and reader.worker is None, timeout=5000)
+    assert calls == ["a", "d"]
+    assert shown == [(("a",), "A"), (("d",), "D")]
