@@ -298,7 +298,8 @@ class AnswerEngine:
         text_before = getattr(self.library, "text_before", None)
         return select_evidence(question, candidates, self.library.embedder,
                                max_chars=self.evidence_chars, max_lines=self.k, context=EVIDENCE_CONTEXT,
-                               before=text_before(candidates) if text_before is not None else None)
+                               before=text_before(candidates) if text_before is not None else None,
+                               running=getattr(self.library, "is_running_line", None))
 
     def ask(self, question: str, history: list[dict] | None = None, collection: str = "default",
             general_knowledge: bool = False) -> AnswerStream:

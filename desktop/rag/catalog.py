@@ -356,11 +356,13 @@ class Catalog:
             "ORDER BY char_start", (doc_id, page, hi, lo))
         return [(r["char_start"], r["char_end"], r["text"]) for r in rows]
 
-    def page_openings(self, doc_id: int) -> list[str]:
-        """The text of the first stored chunk of each page of a document."""
-        rows = self._query("SELECT page, min(char_start) AS s, text FROM chunks WHERE doc_id=? GROUP BY page",
-                           (doc_id,))
-        return [r["text"] for r in rows]
+    def page_edges(self, doc_id: int) -> dict[int | None, tuple[str, str, int]]:
+        """page -> (text of its first stored chunk, text of its last, where the last ends)."""
+        first = self._query("SELECT page, min(char_start) AS s, text FROM chunks WHERE doc_id=? GROUP BY page",
+                            (doc_id,))
+        last = {r["page"]: (r["text"], r["e"]) for r in self._query(
+            "SELECT page, max(char_end) AS e, text FROM chunks WHERE doc_id=? GROUP BY page", (doc_id,))}
+        return {r["page"]: (r["text"], *last[r["page"]]) for r in first if r["page"] in last}
 
     def iter_chunks(self, collection: str, batch: int = 256) -> Iterator[list[StoredChunk]]:
         last = -1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from desktop.rag.types import Passage
@@ -168,10 +169,14 @@ def _label_like(line: str) -> bool:
     return bool(words) and sum(w in STOPWORDS for w in words) < 0.25 * len(words)
 
 
-def heading_above(before: str, width: int | None = None, max_chars: int = 120) -> str:
+def heading_above(before: str, width: int | None = None, max_chars: int = 120,
+                  running: Callable[[str], bool] | None = None) -> str:
     """The heading that the text after ``before`` sits under, with the lines that complete it
-    (a function's signature under its name), or "" when there is none nearby."""
+    (a function's signature under its name), or "" when there is none nearby. Lines for which
+    ``running`` is true (a running header or footer) are not headings."""
     lines = before.split("\n")[:-1]  # the last line is the start of the sentence's own line
+    if running is not None:
+        lines = ["" if running(line) else line for line in lines]
     width = width or line_width(before)
     for i in range(len(lines) - 1, max(-1, len(lines) - 40), -1):
         if not _is_heading(lines[i], lines[i - 1] if i > 0 else None, width):
@@ -252,7 +257,8 @@ def coverage(question_terms: dict[str, float], text_terms: set[str]) -> float:
     return got / total
 
 
-def _headings(sentences: list[Sentence], passages: list[Passage], before: list[str] | None) -> list[str]:
+def _headings(sentences: list[Sentence], passages: list[Passage], before: list[str] | None,
+              running: Callable[[Passage, str], bool] | None) -> list[str]:
     """The heading above each sentence, read from its page's text before it."""
     if not before:
         return [""] * len(sentences)
@@ -264,7 +270,8 @@ def _headings(sentences: list[Sentence], passages: list[Passage], before: list[s
         head = prefix.get(p.chunk_id, "")
         if p.chunk_id not in widths:
             widths[p.chunk_id] = line_width(head + p.text)
-        out.append(heading_above(head + p.text[:s.char_start - p.char_start], widths[p.chunk_id]))
+        skip = None if running is None else (lambda line, p=p: running(p, line))
+        out.append(heading_above(head + p.text[:s.char_start - p.char_start], widths[p.chunk_id], running=skip))
     return out
 
 
@@ -279,17 +286,22 @@ def needs_context(sentence: str) -> bool:
 
 def select_evidence(question: str, passages: list[Passage], embedder, max_chars: int = 1100,
                     max_lines: int = 5, context: str = "before",
-                    before: list[str] | None = None) -> Evidence:
+                    before: list[str] | None = None,
+                    running: Callable[[Passage, str], bool] | None = None) -> Evidence:
     """The evidence block for ``question`` from retrieved ``passages`` (best first).
 
     ``before[i]``, when given, is the text of its page just before ``passages[i]``: a sentence
     then carries the heading it sits under (a section title, the name of the function a
     manual describes), which counts for matching and is shown to the model with the line.
+    ``running(passage, line)`` tells a running header or footer of the passage's document:
+    never a heading, never evidence.
     """
     import numpy as np
 
     top_similarity = max((p.similarity or 0.0) for p in passages) if passages else 0.0
-    sentences = _drop_contained([s for p in passages for s in split_sentences(p)])
+    sentences = _drop_contained([s for p in passages for s in split_sentences(p)
+                                 if sum(c.isalpha() for c in s.text) >= 2
+                                 and (running is None or not running(p, s.text))])
     q_terms = terms(question)
     if not sentences:
         return Evidence([], top_similarity, 0.0, 0.0, len(set(q_terms)))
@@ -304,7 +316,7 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
     vecs = embedder.embed([s.text for s in sentences], batched=True)
     cos = np.asarray(vecs @ qvec, dtype=np.float32)
     rank_of = {p.chunk_id: i for i, p in enumerate(passages)}
-    headings = _headings(sentences, passages, before)
+    headings = _headings(sentences, passages, before, running)
     scored = []
     for i, s in enumerate(sentences):
         neighbours = sentence_terms[i]

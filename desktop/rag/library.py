@@ -120,7 +120,7 @@ class Library:
             token=self.settings.chroma_token,
         )
         self._write_lock = threading.Lock()  # one writer at a time: Chroma is not process- or thread-safe
-        self._headers_cache: dict[int, frozenset[str]] = {}  # doc_id -> running headers
+        self._edges_cache: dict[int, dict] = {}  # doc_id -> running headers and footers, page ends
         self.limits = Limits(max_file_bytes=self.settings.max_file_mb * 1024 * 1024, ocr_dir=str(self.paths.ocr))
         self._check_embedding_model()
 
@@ -186,33 +186,44 @@ class Library:
         return "".join(buf[:stored - lo]) if hi > lo else ""
 
     def text_before(self, passages: list[Passage], max_chars: int = 2000) -> list[str]:
-        """For each passage, its page's text just before it (up to ``max_chars``), rebuilt from
-        the stored chunks. What evidence selection reads headings from."""
+        """For each passage, the text just before it (up to ``max_chars``), rebuilt from the
+        stored chunks; near the top of a page, the end of the page before comes first (a
+        section goes on across pages). What evidence selection reads headings from."""
         out = []
         for p in passages:
             lo = max(0, p.char_start - max_chars)
             text = self._page_text(p.doc_id, p.page, lo, p.char_start)
-            text = "\n" * (p.char_start - lo - len(text)) + text if len(text) < p.char_start - lo else text
+            if len(text) < p.char_start - lo:
+                text += "\n"  # the stored text stops short of the passage: its last line is whole
             if lo == 0 and p.page is not None:
-                first, sep, rest = text.partition("\n")
-                if sep and _page_line_key(first) in self._running_headers(p.doc_id):
-                    text = "\n" + rest  # "Chapter 4: Function reference 18" heads every page: not a heading
+                before = self._page_edges(p.doc_id)["pages"].get(p.page - 1)
+                if before is not None and len(text) < max_chars:
+                    tail = self._page_text(p.doc_id, p.page - 1, max(0, before - (max_chars - len(text))), before)
+                    text = tail + "\n\n" + text
             out.append(text)
         return out
 
-    def _running_headers(self, doc_id: int) -> frozenset[str]:
-        """First lines shared by at least 3 pages and a fifth of a document's pages (page numbers
-        aside): running headers."""
-        cached = self._headers_cache.get(doc_id)
+    def is_running_line(self, passage: Passage, line: str) -> bool:
+        """Is ``line`` a running header or footer of the passage's document?"""
+        return passage.page is not None and _page_line_key(line) in self._page_edges(passage.doc_id)["running"]
+
+    def _page_edges(self, doc_id: int) -> dict:
+        """A document's running headers and footers (first or last lines shared by at least 3
+        pages and a fifth of its pages, page numbers aside) and where each page's text ends."""
+        cached = self._edges_cache.get(doc_id)
         if cached is None:
             from collections import Counter
 
-            openings = self.catalog.page_openings(doc_id)
-            counts = Counter(_page_line_key(t.partition("\n")[0]) for t in openings)
-            cached = frozenset(k for k, n in counts.items() if n >= 3 and n >= 0.2 * len(openings))
-            if len(self._headers_cache) > 256:
-                self._headers_cache.clear()
-            self._headers_cache[doc_id] = cached
+            edges = self.catalog.page_edges(doc_id)
+            counts = Counter()
+            for first, last, _end in edges.values():
+                counts[_page_line_key(first.partition("\n")[0])] += 1
+                counts[_page_line_key(last.rpartition("\n")[2])] += 1
+            running = frozenset(k for k, n in counts.items() if n >= 3 and n >= 0.2 * len(edges))
+            cached = {"running": running, "pages": {page: end for page, (_f, _l, end) in edges.items()}}
+            if len(self._edges_cache) > 256:
+                self._edges_cache.clear()
+            self._edges_cache[doc_id] = cached
         return cached
 
     def index(

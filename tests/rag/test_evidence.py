@@ -138,6 +138,9 @@ def _reference_manual(path):
                  "unsigned int flags, int timeout_ms)"]
         lines += [f"arg{i}: the tuning parameter number {i} of the session, from zero to {i * 40} units."
                   for i in range(14)]
+        if name == "pump_rate":  # this entry goes on over the page
+            pages.append(lines)
+            lines = [f"Pump Controller Reference {n + 11}"]
         lines += [does, "Returns: PUMP_OK on success, or an error code when the controller is busy."]
         lines += ["The maintenance notes for this controller family are kept in the service binder."] * 6
         pages.append(lines)
@@ -161,6 +164,12 @@ def test_an_evidence_line_carries_the_heading_it_sits_under(library, tmp_path):
     assert "pump_flush" in format_passages(shown, "n")  # the model sees the name
     assert shown[line.n - 1].text == line.text  # the cited span is still the sentence alone
     assert unsupported("The function is pump_flush [1].", question, shown) is None
+    # a description at the top of a page sits under the heading at the foot of the page before
+    question = "Which function reports the current flow through the outlet?"
+    evidence = engine.select(question, engine.retrieve(question, "default"))
+    line = next(x for x in evidence.lines if "Reports the current flow" in x.text)
+    assert line.page == 5 and "pump_rate" in line.heading
+    assert not any(x.text.startswith("Pump Controller Reference") for x in evidence.lines)
 
 
 def test_list_items_are_evidence_lines_of_their_own(embedder):
