@@ -350,16 +350,17 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
             last = i + 1  # a short line (a label, a table row) needs its neighbours on both sides
         span = sentences[first:last + 1]
         text = " ".join(x.text for x in span)
-        if lines and chars + len(text) > max_chars:
-            if (first, last) != (i, i) and chars + len(s.text) <= max_chars:
+        heading = headings[first] if headings[first] not in text else ""
+        if lines and chars + len(heading) + len(text) > max_chars:  # the heading is shown: it counts
+            heading = headings[i] if headings[i] not in s.text else ""
+            if (first, last) != (i, i) and chars + len(heading) + len(s.text) <= max_chars:
                 first, last, span, text = i, i, [s], s.text
             else:
                 continue
         used.update(range(first, last + 1))
-        chars += len(text)
+        chars += len(heading) + len(text)
         base = s.passage.char_start
         exact = s.passage.text[span[0].char_start - base:span[-1].char_end - base]  # the page's own text
-        heading = headings[first] if headings[first] and headings[first] not in exact else ""
         lines.append(EvidenceLine(len(lines) + 1, s.passage, span[0].char_start, span[-1].char_end,
                                   exact, score, float(cos[i]), cov, heading))
     best = scored[0]
