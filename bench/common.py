@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+# where results go: bench/results (git-ignored), or SPRIG_BENCH_RESULTS (the tests use a temp folder)
+RESULTS = Path(os.environ.get("SPRIG_BENCH_RESULTS") or REPO / "bench" / "results")
 # model files (assembled GGUFs, the built embedder) are kept between runs; SPRIG_MODELS shares them
-MODELS = Path(os.environ.get("SPRIG_MODELS") or RESULTS / "cache" / "models")
+MODELS = Path(os.environ.get("SPRIG_MODELS") or REPO / "bench" / "results" / "cache" / "models")
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RESULTS = REPO / "bench" / "results"
 
 
 def run_bench(script: str, tmp_path: Path, *extra: str) -> dict:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SPRIG_HOME=str(tmp_path / "home"))
+    results = tmp_path / "results"  # never into the checkout
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SPRIG_HOME=str(tmp_path / "home"),
+               SPRIG_BENCH_RESULTS=str(results))
     proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke", *extra], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     name = script.removesuffix(".py")
-    latest = RESULTS / f"{name}-smoke-latest.json"
+    latest = results / f"{name}-smoke-latest.json"
     data = json.loads(latest.read_text(encoding="utf-8"))
     assert data["mode"] == "smoke"
     machine = data["machine"]
