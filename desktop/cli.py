@@ -332,7 +332,7 @@ def cmd_ask(args) -> int:
     chat = None
     collection = args.collection or "default"
     if args.chat is not None:
-        from desktop.rag.conversations import ChatStore, Message
+        from desktop.chats import ChatStore, Message
 
         store = ChatStore(lib.paths.chats)
         conv = _open_chat(store, args.chat, args.collection)
@@ -366,7 +366,7 @@ def cmd_ask(args) -> int:
         raise
     answer = stream.result
     if chat:
-        from desktop.rag.conversations import answer_meta
+        from desktop.chats import answer_meta
 
         _save_answer(chat, answer.text, answer_meta(answer, collection, getattr(engine.model, "name", "")))
     if args.json:
@@ -387,7 +387,7 @@ def cmd_ask(args) -> int:
 
 
 def _save_answer(chat, text: str, meta: dict) -> None:
-    from desktop.rag.conversations import Message
+    from desktop.chats import Message
 
     store, conv = chat
     store.add_message(conv.id, Message("assistant", text, meta))
@@ -548,7 +548,7 @@ def _iso(t: float) -> str:
 
 def _chat_store(paths):
     """The window's chat store, or None when no chat was ever saved (nothing is created)."""
-    from desktop.rag.conversations import ChatStore
+    from desktop.chats import ChatStore
 
     return ChatStore(paths.chats) if paths.chats.exists() else None
 

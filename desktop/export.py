@@ -12,8 +12,8 @@ import re
 import time
 from pathlib import Path
 
+from desktop.chats import Conversation, Message
 from desktop.display import printable
-from desktop.rag.conversations import Conversation, Message
 
 MAX_QUOTE_CHARS = 600  # evidence lines are a sentence or two; a longer stored passage is cut
 UNSUPPORTED_MARK = " *(not supported by the cited evidence)*"

@@ -263,9 +263,9 @@ def test_ocr_pages_are_one_line_per_file_off_a_terminal_and_named_on_the_bar():
 
 # ------------------------------------------------------------------ chats
 def test_ask_adds_to_a_saved_chat_the_window_shows_and_exports_it(sprig_home, tmp_path):
+    from desktop.chats import ChatStore
     from desktop.config import Paths
     from desktop.lock import DataFolderLock
-    from desktop.rag.conversations import ChatStore
 
     notes = tmp_path / "generator.txt"
     notes.write_text("Generator log.\n\nThe backup generator is tested on the first Monday of each month. "

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from desktop.chats import ChatStore, Message, answer_meta
 from desktop.export import chat_markdown, md_escape
-from desktop.rag.conversations import ChatStore, Message, answer_meta
 from tests.rag.hostile import text_pdf
 
 

@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.chats import Conversation, Message
 from desktop.display import display_name
 from desktop.export import answer_notes
-from desktop.rag.conversations import Conversation, Message
 from desktop.ui.dnd import local_paths
 from desktop.ui.markdown import UNSUPPORTED_NOTE, MarkdownView
 

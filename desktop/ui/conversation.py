@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop.rag.conversations import (
+from desktop.chats import (
     ChatStore,
     Conversation,
     Message,

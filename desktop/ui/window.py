@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
 
             library = Library(paths, self.settings)  # the catalog opens now; Chroma and torch later
         if chats is None:
-            from desktop.rag.conversations import ChatStore
+            from desktop.chats import ChatStore
 
             chats = ChatStore(paths.chats)
         self.library = library

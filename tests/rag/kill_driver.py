@@ -62,8 +62,8 @@ def message_text(n: int) -> str:
 
 
 def run_chat(home: Path) -> None:
+    from desktop.chats import ChatStore, Message
     from desktop.config import Paths
-    from desktop.rag.conversations import ChatStore, Message
 
     store = ChatStore(Paths(home).chats)
     conversation = store.create("kill test")

@@ -430,7 +430,7 @@ def test_crash_at_every_write_is_recovered(base_small, embedder, tmp_path, monke
 
 # ------------------------------------------------------------------ chat history and settings
 def kill_chat_run(seed: int, home: Path) -> int:
-    from desktop.rag.conversations import ChatStore
+    from desktop.chats import ChatStore
 
     rnd = random.Random(seed)
     child = Child("chat", str(home))

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QFileDialog
 
+from desktop.chats import ChatStore, Message, source_dict
 from desktop.export import chat_markdown
-from desktop.rag.conversations import ChatStore, Message, source_dict
 from tests.rag.hostile import text_pdf
 
 QUESTION = "Where is the spare impeller kept?"

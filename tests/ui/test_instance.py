@@ -17,7 +17,7 @@ SECOND_LAUNCH = (
     "import sys, json\n"
     "from desktop.app import main\n"
     "rc = main(sys.argv[1:])\n"
-    "stores = ['desktop.rag.catalog', 'desktop.rag.conversations', 'desktop.rag.library', 'chromadb',"
+    "stores = ['desktop.rag.catalog', 'desktop.chats', 'desktop.rag.library', 'chromadb',"
     " 'PySide6.QtWidgets']\n"
     "print('IMPORTED', json.dumps([m for m in stores if m in sys.modules]))\n"
     "sys.exit(rc)\n"

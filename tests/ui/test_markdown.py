@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 
-from desktop.rag.conversations import Message
+from desktop.chats import Message
 from desktop.ui.chat import MessageWidget, display_text
 from desktop.ui.markdown import MarkdownView, citation_number, linkify_citations
 

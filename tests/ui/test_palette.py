@@ -13,8 +13,8 @@ from PySide6.QtCore import QRect
 from PySide6.QtGui import QColor, QImage, QPalette, QTextCursor
 from PySide6.QtWidgets import QApplication
 
+from desktop.chats import Message
 from desktop.config import Paths, Settings
-from desktop.rag.conversations import Message
 from desktop.ui.documents import DocRow
 from desktop.ui.theme import (
     MIN_CONTRAST,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 
+from desktop.chats import ChatStore
 from desktop.config import Settings
-from desktop.rag.conversations import ChatStore
 from desktop.rag.library import Library
 from desktop.ui.chat import display_text
 from desktop.ui.markdown import linkify_citations
