@@ -67,6 +67,7 @@ def source_dict(passage, n: int | None = None, matched: bool = False) -> dict:
         "char_start": passage.char_start,
         "char_end": passage.char_end,
         "text": passage.text,
+        "heading": getattr(passage, "context", "") or None,  # the heading the line sits under
         "score": passage.score,
         "similarity": passage.similarity,
         "bm25": passage.bm25,

@@ -77,6 +77,8 @@ def source_markdown(source: dict) -> str:
     head = (f"**[{n}]** " if n else "") + md_escape(source_location(source))
     if source.get("path"):
         head += " — " + code_span(source["path"])
+    if source.get("heading"):
+        head += " — under " + md_escape(quote(source["heading"]))
     if source.get("matched"):
         head += " *(matched by shared words: the model gave no citation)*"
     text = quote(source.get("text") or "")

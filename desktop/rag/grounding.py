@@ -57,7 +57,7 @@ class Citation:
 
     def as_json(self) -> dict:
         p = self.passage
-        return {"n": self.n, "path": p.path, "page": p.page, "text": p.text,
+        return {"n": self.n, "path": p.path, "page": p.page, "text": p.text, "heading": p.context or None,
                 "char_start": p.char_start, "char_end": p.char_end,
                 "similarity": p.similarity, "score": p.score}
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.chats import Conversation, Message
-from desktop.display import display_name
+from desktop.display import display_name, printable
 from desktop.export import answer_notes
 from desktop.ui.dnd import local_paths
 from desktop.ui.markdown import UNSUPPORTED_NOTE, MarkdownView
@@ -81,7 +81,10 @@ class SourceItem(QFrame):
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(scores_tooltip(source))
         n = source.get("n")
-        head = QLabel((f"[{n}] " if n else "") + location(source))
+        heading = printable(" ".join((source.get("heading") or "").split()))
+        if len(heading) > 60:
+            heading = heading[:59].rstrip() + "…"
+        head = QLabel((f"[{n}] " if n else "") + location(source) + (f" · {heading}" if heading else ""))
         head.setTextFormat(Qt.TextFormat.PlainText)
         head.setObjectName("sourceHead")
         snippet = " ".join(source.get("text", "").split())

@@ -101,3 +101,22 @@ def test_unsupported_sentences_are_marked_and_quotes_say_so(qtbot):
                                {"mode": "quoted", "citations": [source]}))
     assert "Quoted from your documents" in widget.status.text()
     assert "not supported" not in display_text("Service it every 500 hours [1].", [source], False, claims[:1])
+
+
+def test_a_source_shows_the_heading_its_line_sits_under_in_the_window_and_the_export(qtbot):
+    from desktop.chats import Conversation
+    from desktop.export import chat_markdown
+    from desktop.ui.chat import SourceItem
+
+    source = {"n": 1, "path": "/docs/libpump.pdf", "page": 12, "text": "Discards every queued command.",
+              "heading": "pump flush [Function] int pump_flush (pump_handle * handle)\u202e"}
+    item = SourceItem(source)
+    qtbot.addWidget(item)
+    assert item.head.text().startswith("[1] libpump.pdf, page 12 · pump flush [Function] int pump_flush")
+    assert "\u202e" not in item.head.text()  # a bidi override from a document is shown escaped
+    meta = {"mode": "documents", "citations": [source], "claims": []}
+    conv = Conversation(1, "Pumps", "default", 0.0, 0.0,
+                        [Message("user", "Which function discards queued commands?"),
+                         Message("assistant", "pump_flush [1]", meta)])
+    md = chat_markdown(conv)
+    assert "— under pump flush \\[Function\\] int pump\\_flush" in md, md
