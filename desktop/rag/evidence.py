@@ -141,6 +141,7 @@ def _split_lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
 SHORT_LINE = 0.7  # a line shorter than this share of the text's width ends a block
 _HEADING_END = frozenset(".,;:!?")
 _BULLET = tuple("-*•▪◦–—")
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*")
 
 
 def line_width(text: str) -> int:
@@ -153,8 +154,8 @@ def _is_heading(line: str, above: str | None, width: int) -> bool:
     line = line.strip()
     if not 2 <= len(line) <= 80 or len(line) >= SHORT_LINE * width or line[-1] in _HEADING_END:
         return False
-    if line.startswith(_BULLET) or not any(c.isalpha() for c in line):
-        return False
+    if line.startswith(_BULLET) or not any(c.isalpha() for c in line) or len(_NUMBER.findall(line)) >= 2:
+        return False  # a list item, a page number, a table row
     if above is None or not above.strip():
         return True
     above = above.strip()

@@ -543,3 +543,48 @@ def test_mangled_epubs_only_raise_document_errors(tmp_path):
             assert "Traceback" not in exc.reason and len(exc.reason) < 200
         else:
             assert all("\x00" not in p.text for p in pages)
+
+
+def _statement_pdf(path: Path) -> Path:
+    """A balance sheet whose content stream draws every label first and every figure after,
+    as many financial statements do: text order is not row order."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    rows = [("Cash and cash equivalents", "2,822,795", "1,467,576"), ("Accounts payable", "359,555", "312,842"),
+            ("Accrued expenses", "315,094", "197,632"), ("Deferred revenue", "618,622", "443,472"),
+            ("Total current liabilities", "5,466,312", "4,586,657"), ("Long-term debt", "6,499,432", "3,364,311"),
+            ("Other liabilities", "135,246", "61,188"), ("Total liabilities", "15,430,786", "10,906,810"),
+            ("Retained earnings", "1,731,117", "1,128,603")]
+    ops = ["BT /F1 11 Tf 1 0 0 1 200 740 Tm (CONSOLIDATED BALANCE SHEETS) Tj ET",
+           "BT /F1 11 Tf 1 0 0 1 380 715 Tm (2017) Tj ET", "BT /F1 11 Tf 1 0 0 1 470 715 Tm (2016) Tj ET"]
+    for i, (label, *_figures) in enumerate(rows):
+        ops.append(f"BT /F1 11 Tf 1 0 0 1 72 {690 - 20 * i} Tm ({label}) Tj ET")
+    for column, x in ((1, 380), (2, 470)):
+        for i, row in enumerate(rows):
+            ops.append(f"BT /F1 11 Tf 1 0 0 1 {x} {690 - 20 * i} Tm ({row[column]}) Tj ET")
+    writer = PdfWriter()
+    font = writer._add_object(DictionaryObject({
+        NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+        NameObject("/BaseFont"): NameObject("/Helvetica")}))
+    page = writer.add_blank_page(612, 792)
+    stream = DecodedStreamObject()
+    stream.set_data("\n".join(ops).encode("latin-1"))
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+    with path.open("wb") as f:
+        writer.write(f)
+    return path
+
+
+def test_a_table_page_keeps_each_row_with_its_figures(tmp_path):
+    from pypdf import PdfReader
+
+    pdf = _statement_pdf(tmp_path / "statement.pdf")
+    plain = PdfReader(str(pdf)).pages[0].extract_text()
+    assert "Total current liabilities 5,466,312" not in " ".join(plain.split())  # the trap is real
+    text = load_document(pdf, Limits())[0].text
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    assert "Total current liabilities 5,466,312 4,586,657" in lines
+    assert "Accounts payable 359,555 312,842" in lines
+    assert "2017 2016" in lines
