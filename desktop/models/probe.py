@@ -13,11 +13,11 @@ the model again (Firefox's session-restore pattern; gpt4all#1166).
 
 Typical start-up (the window calls these from a worker thread; nothing here imports Qt)::
 
-    allowed, why = auto_load_allowed(paths, settings)
+    allowed, why = auto_load_allowed(paths)
     if allowed:
         model = open_local_model(path, paths)   # probe + guard + load; raises ModelError
     else:
-        show(why)                               # and offer a "Load model" button
+        show(why)                               # the model loads when the user asks a question
 """
 
 from __future__ import annotations

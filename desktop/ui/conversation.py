@@ -1,7 +1,7 @@
 """Chats and answers, without widgets: the controller the chat view and the chat list observe.
 
 Every message is saved the moment it exists: the question when it is sent, the answer
-while it streams (every few seconds) and when it completes or is stopped. A question
+while it streams (every ``SAVE_EVERY_S``, one second) and when it completes or is stopped. A question
 asked while the model is still loading waits here and starts when the model is ready.
 """
 
