@@ -23,7 +23,6 @@ Typical start-up (the window calls these from a worker thread; nothing here impo
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from desktop.child import TIMEOUT, ChildDied, child_process
 from desktop.config import Paths, Settings, atomic_write_text
 from desktop.errors import ModelError
 
@@ -134,19 +134,17 @@ def probe_model(path: str | os.PathLike, timeout_s: float = PROBE_TIMEOUT_S,
     started = time.monotonic()
     path = Path(path).expanduser()
     name = path.name
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_probe_child, args=(child, str(path), template_time_limit_s),
-                       daemon=True, name="sprig-model-probe")
-    proc.start()
-    child.close()
     stage = "check"
     result: ProbeResult | None = None
-    try:
+    with child_process(_probe_child, (str(path), template_time_limit_s), "sprig-model-probe") as job:
         deadline = started + timeout_s
         while result is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            try:
+                message = job.receive(deadline - time.monotonic())
+            except ChildDied as died:
+                result = ProbeResult(False, _crash_message(name, died.exitcode))
+                break
+            if message is TIMEOUT:
                 if stage == "template":
                     result = ProbeResult(True, "", path.stem, "rejected",
                                          f"the chat template takes too long to render (over {timeout_s:g} s)")
@@ -154,25 +152,11 @@ def probe_model(path: str | os.PathLike, timeout_s: float = PROBE_TIMEOUT_S,
                     result = ProbeResult(False, f"{name} took longer than {timeout_s:g} s to open; "
                                                 "the file may be damaged.")
                 break
-            if not parent.poll(min(left, 0.25)):
-                if not proc.is_alive() and not parent.poll(0):
-                    result = ProbeResult(False, _crash_message(name, proc.exitcode))
-                continue
-            try:
-                kind, value = parent.recv()
-            except (EOFError, OSError):
-                proc.join(5)
-                result = ProbeResult(False, _crash_message(name, proc.exitcode))
-                break
+            kind, value = message
             if kind == "stage":
                 stage = value
             else:
                 result = value
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-        parent.close()
     result.seconds = time.monotonic() - started
     return result
 

@@ -13,7 +13,6 @@ The app calls ``ensure_store(paths, settings, progress)`` once at start, before 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import random
 import sqlite3
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from desktop.child import TIMEOUT, ChildDied, child_process
 from desktop.config import Paths, Settings, aside_name
 from desktop.rag.types import Progress
 
@@ -158,33 +158,20 @@ def check_store(paths: Paths, timeout_s: float = 60.0, sample: int = SAMPLE_PER_
     chroma_dir = paths.chroma
     if not chroma_dir.exists() and not any(n for n, _ in expected.values()):
         return StoreCheck(True, seconds=time.monotonic() - started)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_check_child, args=(child, str(chroma_dir), expected),
-                       daemon=True, name="sprig-store-check")
-    proc.start()
-    child.close()
-    try:
-        if parent.poll(timeout_s):
-            try:
-                kind, detail, counts, damaged = parent.recv()
-            except (EOFError, OSError):
-                proc.join(5)
-                return StoreCheck(False, _exit_reason(proc.exitcode), True,
-                                  seconds=time.monotonic() - started)
-            proc.join(5)
-            if kind == "ok":
-                return StoreCheck(True, "", False, counts, time.monotonic() - started)
-            if kind == "error":
-                detail = f"the vector store cannot be read ({detail})"
-            return StoreCheck(False, detail, damaged, counts, time.monotonic() - started)
+    with child_process(_check_child, (str(chroma_dir), expected), "sprig-store-check") as job:
+        try:
+            message = job.receive(timeout_s)
+        except ChildDied as died:
+            return StoreCheck(False, _exit_reason(died.exitcode), True, seconds=time.monotonic() - started)
+    if message is TIMEOUT:
         return StoreCheck(False, f"checking the vector store took longer than {timeout_s:.0f} s", True,
                           seconds=time.monotonic() - started)
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-        parent.close()
+    kind, detail, counts, damaged = message
+    if kind == "ok":
+        return StoreCheck(True, "", False, counts, time.monotonic() - started)
+    if kind == "error":
+        detail = f"the vector store cannot be read ({detail})"
+    return StoreCheck(False, detail, damaged, counts, time.monotonic() - started)
 
 
 def _writable(folder: Path) -> bool:
