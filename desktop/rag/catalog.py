@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.rag.types import Chunk
+from desktop.sqlite import open_database
 
 SCHEMA_VERSION = 1
 
@@ -145,17 +146,10 @@ class Catalog:
         self.path = Path(path)
         self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db = open_database(self.path, _SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise classify_error(self.path, exc) from None
         try:
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
             self._db.execute("SELECT count(*) FROM documents").fetchone()
