@@ -22,6 +22,7 @@ from pathlib import Path
 
 from desktop.config import Paths, Settings
 from desktop.errors import Cancelled, DocumentError
+from desktop.files import is_under
 from desktop.rag.catalog import Catalog, Document
 from desktop.rag.loaders import Limits, check_size, is_supported
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
@@ -254,7 +255,7 @@ class Library:
         # deletions: documents under a synced folder (or named explicitly) that are gone from disk
         wanted = {str(f) for f in files}
         for doc in self.catalog.documents(collection):
-            under = any(doc.path.startswith(str(folder) + os.sep) for folder in folders)
+            under = any(is_under(doc.path, folder) for folder in folders)
             named = doc.path in {str(Path(p).expanduser().absolute()) for p in raw_paths}
             if (under or named) and doc.path not in wanted and not Path(doc.path).exists():
                 self._remove_doc(doc)
@@ -485,11 +486,11 @@ class Library:
         removed = []
         with self._write_lock:
             for doc in self.catalog.documents(collection):
-                if doc.path == target or doc.path.startswith(target.rstrip(os.sep) + os.sep):
+                if is_under(doc.path, target, or_same=True):
                     self._remove_doc(doc)
                     removed.append(doc.path)
             for coll, folder in self.catalog.folders(collection):
-                if folder == target or folder.startswith(target.rstrip(os.sep) + os.sep):
+                if is_under(folder, target, or_same=True):
                     self.catalog.remove_folder(coll, folder)
         return removed
 

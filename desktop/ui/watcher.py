@@ -13,6 +13,7 @@ import os
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
 
+from desktop.files import is_under
 from desktop.ui.workers import Worker
 
 MAX_WATCHED_DIRS = 2000
@@ -31,7 +32,7 @@ def watch_list(library) -> tuple[dict[str, str], list[str], list[str]]:
                 break
     files: list[str] = []
     for doc in library.documents():
-        if any(doc.path.startswith(folder.rstrip(os.sep) + os.sep) for folder in linked):
+        if any(is_under(doc.path, folder) for folder in linked):
             if os.path.exists(doc.path):
                 files.append(doc.path)
         if len(files) >= MAX_WATCHED_FILES:
@@ -108,7 +109,7 @@ class FolderWatcher(QObject):
 
     def _on_change(self, path: str) -> None:
         for folder, collection in self._linked.items():
-            if path == folder or path.startswith(folder.rstrip(os.sep) + os.sep):
+            if is_under(path, folder, or_same=True):
                 self._pending.add(collection)
         if self._pending:
             self._debounce.start()

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from desktop.config import Paths, Settings
 from desktop.display import display_name
+from desktop.files import is_under
 from desktop.ui.chat import ChatView
 from desktop.ui.chats import ChatsPanel
 from desktop.ui.conversation import ChatController
@@ -314,7 +315,7 @@ class MainWindow(QMainWindow):
         offer to unlink the folder instead."""
         collection = self.documents.collection
         folders = [folder for _c, folder in self.library.catalog.folders(collection)]
-        linked = sorted({f for f in folders for p in paths if p.startswith(f.rstrip(os.sep) + os.sep)})
+        linked = sorted({f for f in folders for p in paths if is_under(p, f)})
         if linked:
             names = "\n".join(linked)
             answer = QMessageBox.question(
@@ -325,7 +326,7 @@ class MainWindow(QMainWindow):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-            paths = [p for p in paths if not any(p.startswith(f.rstrip(os.sep) + os.sep) for f in linked)]
+            paths = [p for p in paths if not any(is_under(p, f) for f in linked)]
             paths += linked
         self.indexing.remove(paths, collection)
 

@@ -1,4 +1,4 @@
-"""The one "run this in a child process with a deadline" helper."""
+"""Shared bases: the child-process helper, path facts."""
 
 from __future__ import annotations
 
@@ -52,3 +52,11 @@ def test_a_crash_is_reported_with_its_signal():
             assert died.exitcode == -signal.SIGSEGV
         else:
             raise AssertionError("a crash must be reported")
+
+
+def test_is_under_is_about_folders_not_string_prefixes():
+    from desktop.files import is_under
+
+    assert is_under("/a/b/c.pdf", "/a/b") and is_under("/a/b/c/d.pdf", "/a/b/")
+    assert not is_under("/a/bc.pdf", "/a/b") and not is_under("/a/b", "/a/b")
+    assert is_under("/a/b", "/a/b", or_same=True)
