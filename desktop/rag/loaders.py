@@ -126,37 +126,6 @@ def clean_text(text: str) -> str:
 
 # ---------------------------------------------------------------- PDF
 
-_BLANK_RUNS = re.compile(r"\n{3,}")
-_FIGURE = re.compile(r"(?<![\w.])[($-]?\$?\s?\d[\d,]*(?:\.\d+)?%?\)?(?![\w])")
-
-
-def _layout_text(page) -> str:
-    """A table page's text row by row. Plain extraction follows the content stream, which in a
-    financial statement often puts a row's figures after the next row's label; layout mode
-    places text by position. "" if it fails (the plain text is kept)."""
-    try:
-        layout = page.extract_text(extraction_mode="layout") or ""
-    except MemoryError:
-        raise
-    except Exception:  # noqa: BLE001 - the plain text is still there
-        return ""
-    return _BLANK_RUNS.sub("\n\n", "\n".join(line.strip() for line in layout.split("\n"))).strip()
-
-
-def looks_tabular(text: str) -> bool:
-    """A page that is mostly a table of figures: at least 8 lines, and 35% of them hold two
-    figures or more, or figures alone."""
-    lines = [line for line in text.split("\n") if line.strip()]
-    if len(lines) < 8:
-        return False
-    rows = 0
-    for line in lines:
-        figures = _FIGURE.findall(line)
-        if len(figures) >= 2 or (figures and not _FIGURE.sub("", line).strip(" $—–-")):
-            rows += 1
-    return rows >= 0.35 * len(lines)
-
-
 
 def load_pdf(path: Path, limits: Limits, progress: Callable[[int, int], None] | None = None) -> list[PageText]:
     from pypdf import PdfReader
@@ -192,10 +161,7 @@ def load_pdf(path: Path, limits: Limits, progress: Callable[[int, int], None] | 
     failed: set[int] = set()
     for number in range(1, count + 1):
         try:
-            page = reader.pages[number - 1]
-            text = page.extract_text() or ""
-            if looks_tabular(text):
-                text = _layout_text(page) or text
+            text = reader.pages[number - 1].extract_text() or ""
         except MemoryError:
             raise
         except Exception:  # noqa: BLE001 - one bad page must not lose the others
