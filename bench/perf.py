@@ -38,7 +38,7 @@ MODES = {
     "smoke": dict(pairs=1, warmup=0, passages=1, decode_tokens=8, decode_models=["gemma"], ttft_articles=1, ttft_questions=1,
                   pdf_pages=4, worker_arm=False, real_pdfs=0, embed_chunks=16, store_vectors=300,
                   index_pages=4, retrieval_sizes=[1000], queries=10, cold_pairs=1, chat_rss=False,
-                  sweep=False),
+                  sweep=False, load_prompt_tokens=48, load_new_tokens=4),
     "quick": dict(pairs=3, warmup=1, passages=4, decode_tokens=128, decode_models=["qwen"], ttft_articles=4, ttft_questions=3,
                   pdf_pages=100, worker_arm=True, real_pdfs=0, embed_chunks=256, store_vectors=2000,
                   index_pages=200, retrieval_sizes=[10_000], queries=100, cold_pairs=3, chat_rss=True,
@@ -254,7 +254,8 @@ def bench_load(ctx: Context, model, ptoks: list[int]) -> None:
     Sprig picks for the load it sees, against always all of them (llama.cpp's own default)."""
     import subprocess
 
-    n_new = 32
+    n_new = ctx.cfg.get("load_new_tokens", 32)
+    ptoks = ptoks[:ctx.cfg.get("load_prompt_tokens", len(ptoks))]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     chosen = []
 
