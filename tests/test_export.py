@@ -8,7 +8,7 @@ import pytest
 
 from desktop.chats import ChatStore, Message, answer_meta
 from desktop.export import chat_markdown, md_escape
-from tests.rag.hostile import text_pdf
+from tests.helpers.hostile import text_pdf
 
 
 class DraftModel:

@@ -261,7 +261,7 @@ def test_the_window_answering_phones_nowhere_and_writes_only_the_data_folder(tmp
     home, data, docs = _fresh_install(tmp_path, embedder, gemma_path)
     Settings(model="bundled-gemma", max_answer_tokens=24, abstain_below=0.0).save(Paths(data).settings)
     env = {**_clean_env(home, data), "QT_QPA_PLATFORM": "offscreen"}
-    cmd = [sys.executable, str(REPO / "tests" / "ui" / "answer_driver.py"), str(data), str(docs),
+    cmd = [sys.executable, str(REPO / "tests" / "helpers" / "answer_driver.py"), str(data), str(docs),
            "When is the generator tested?"]
     strace = shutil.which("strace")
     trace = tmp_path / "trace.txt"

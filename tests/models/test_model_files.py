@@ -36,7 +36,7 @@ from desktop.models.probe import (
     open_local_model,
     probe_model,
 )
-from tests.models.gguf_tools import forged_header, truncated_copy, with_metadata
+from tests.helpers.gguf_tools import forged_header, truncated_copy, with_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -125,7 +125,7 @@ def _reference_manual(path):
     """A function reference laid out as generated manuals are: a running header on every
     page, each function's name on a line of its own, its signature, many argument lines, and
     only then what it does, so the name and the description fall into different chunks."""
-    from tests.rag.hostile import text_pdf
+    from tests.helpers.hostile import text_pdf
 
     pages = []
     for n, (name, does) in enumerate([

@@ -21,7 +21,7 @@ from desktop.rag.health import check_store, ensure_store, move_aside
 from desktop.rag.library import REBUILD_PENDING, Library
 from desktop.rag.vectorstore import VectorStore, chroma_name
 from tests.conftest import eval_path
-from tests.rag import hostile
+from tests.helpers import hostile
 
 CLEAN = {"missing_vectors": 0, "orphan_vectors": 0, "in_flight": 0, "catalog_ok": True}
 

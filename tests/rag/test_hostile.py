@@ -24,7 +24,7 @@ from desktop.rag.library import MAX_CRASHES, Library
 from desktop.rag.loaders import Limits, check_zip, decode_text, load_document
 from desktop.rag.parsing import FAULTS_ENV, ParserWorker
 from tests.conftest import eval_path
-from tests.rag import hostile
+from tests.helpers import hostile
 
 REPO = Path(__file__).resolve().parents[2]
 SPRIG = REPO / ".venv" / "bin" / "sprig"

@@ -36,8 +36,8 @@ from desktop.config import Paths, Settings
 from desktop.rag.health import ensure_store
 from desktop.rag.library import Library, chunk_id, file_sha256
 from tests.conftest import eval_path
-from tests.rag import hostile
-from tests.rag.kill_driver import message_text
+from tests.helpers import hostile
+from tests.helpers.kill_driver import message_text
 from tests.rag.test_health import flush_heavy_collection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ class Child:
 
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.rag.kill_driver", *args],
+            [sys.executable, "-m", "tests.helpers.kill_driver", *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -262,7 +262,7 @@ def test_xhtml_entities_are_not_expanded(tmp_path):
     entities of XHTML (&nbsp;, &eacute;) are understood without fetching the DTD."""
     import time
 
-    from tests.rag.books import BILLION_LAUGHS_DOCTYPE
+    from tests.helpers.books import BILLION_LAUGHS_DOCTYPE
 
     bomb = tmp_path / "laughs.xhtml"
     bomb.write_text('<?xml version="1.0"?>' + BILLION_LAUGHS_DOCTYPE
@@ -347,7 +347,7 @@ def test_cff_fonts_of_latex_pdfs_are_decoded(tmp_path):
 def test_epub_chapters_are_pages_in_reading_order(tmp_path):
     """Page N is the Nth document of the spine (the cover, an image only, is page 1), in the
     spine's order, not the files' names; hrefs with %20 resolve; inline text stays together."""
-    from tests.rag.books import BOLTS, BRAKES, WRENCH, write_epub
+    from tests.helpers.books import BOLTS, BRAKES, WRENCH, write_epub
 
     path = write_epub(tmp_path / "notes.epub", [BOLTS, BRAKES, WRENCH],
                       spine_order=["ch02.xhtml", "ch 03.xhtml", "ch01.xhtml"])
@@ -378,7 +378,7 @@ def test_epub_made_by_pandoc():
 
 def test_epub_chapter_is_cited_by_number(tmp_path, library):
     """Indexed through the sandboxed parser: a question finds its chapter, cited as its page."""
-    from tests.rag.books import BOLTS, BRAKES, WRENCH, write_epub
+    from tests.helpers.books import BOLTS, BRAKES, WRENCH, write_epub
 
     path = write_epub(tmp_path / "workshop.epub", [BOLTS, BRAKES, WRENCH])
     summary = library.index([path])
@@ -389,7 +389,7 @@ def test_epub_chapter_is_cited_by_number(tmp_path, library):
 
 
 def _book(tmp_path, name="book.epub", **kwargs) -> Path:
-    from tests.rag.books import BOLTS, BRAKES, write_epub
+    from tests.helpers.books import BOLTS, BRAKES, write_epub
 
     return write_epub(tmp_path / name, [BOLTS, BRAKES], **kwargs)
 
@@ -397,7 +397,7 @@ def _book(tmp_path, name="book.epub", **kwargs) -> Path:
 def test_epub_zip_bombs_are_refused_before_inflating(tmp_path):
     import time
 
-    from tests.rag.books import text_bomb_chapter, understate_size
+    from tests.helpers.books import text_bomb_chapter, understate_size
 
     bomb = _book(tmp_path, "bomb.epub", replace_parts={"OEBPS/Text/ch02.xhtml": text_bomb_chapter(60)})
     assert bomb.stat().st_size < 400_000
@@ -424,7 +424,7 @@ def test_epub_entities_are_never_expanded(tmp_path):
     read without the entities while the others are read as usual."""
     import time
 
-    from tests.rag.books import BILLION_LAUGHS_DOCTYPE, chapter_xhtml
+    from tests.helpers.books import BILLION_LAUGHS_DOCTYPE, chapter_xhtml
 
     package = _book(tmp_path, "opf.epub").read_bytes()  # reuse the real package text
     import io
@@ -468,7 +468,7 @@ def test_epub_references_outside_the_book_are_refused(tmp_path, href):
 def test_epub_archive_names_that_climb_out_are_never_followed(tmp_path):
     """A zip entry named ../evil.xhtml (zip slip) referenced from a package at the root, and a
     container that points its package file outside the book."""
-    from tests.rag.books import chapter_xhtml
+    from tests.helpers.books import chapter_xhtml
 
     path = _book(tmp_path, "slip.epub", package_path="content.opf",
                  hrefs={"ch02.xhtml": "../evil.xhtml"},
@@ -477,7 +477,7 @@ def test_epub_archive_names_that_climb_out_are_never_followed(tmp_path):
         load_document(path)
     assert "points outside the book" in info.value.reason
 
-    from tests.rag.books import CONTAINER
+    from tests.helpers.books import CONTAINER
 
     path = _book(tmp_path, "container.epub",
                  replace_parts={"META-INF/container.xml": CONTAINER % b"../../content.opf"})

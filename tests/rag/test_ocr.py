@@ -23,7 +23,7 @@ from desktop.rag import ocr
 from desktop.rag.loaders import Limits, load_document
 from desktop.rag.parsing import ParserWorker
 from desktop.rag.types import CancelToken
-from tests.rag.scans import LEFT_IN, PAGES, line_top_pt, scan_pdf
+from tests.helpers.scans import LEFT_IN, PAGES, line_top_pt, scan_pdf
 
 
 @pytest.fixture(scope="module")

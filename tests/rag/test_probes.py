@@ -244,7 +244,7 @@ def test_tables_are_named_when_their_rows_are_not_found(library, tmp_path):
 
 
 def test_scanned_pages_are_counted_from_what_ocr_read(library, tmp_path):
-    from tests.rag.scans import scan_pdf
+    from tests.helpers.scans import scan_pdf
 
     scan = scan_pdf(tmp_path / "harbour-scan.pdf")
     assert library.index([scan]).ok

@@ -27,7 +27,7 @@ from desktop.rag.summarize import (
 )
 from desktop.rag.types import Passage
 from tests.conftest import SQUAD_ARTICLES, eval_path
-from tests.rag.hostile import text_pdf
+from tests.helpers.hostile import text_pdf
 
 ULTA = ("financebench", "pdfs", "ULTABEAUTY_2023Q4_EARNINGS.pdf")  # a real 9-page earnings release
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from desktop.chats import ChatStore, Message, source_dict
 from desktop.export import chat_markdown
-from tests.rag.hostile import text_pdf
+from tests.helpers.hostile import text_pdf
 
 QUESTION = "Where is the spare impeller kept?"
 ANSWER = "The spare impeller is stored in locker 12 of the east workshop [1]."

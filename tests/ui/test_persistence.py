@@ -139,7 +139,7 @@ def test_a_crash_mid_answer_loses_neither_the_question_nor_what_streamed(paths, 
              passages_per_answer=2).save(paths.settings)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("crash_driver.py")), str(paths.root),
+        [sys.executable, str(Path(__file__).parents[1] / "helpers" / "crash_driver.py"), str(paths.root),
          "Who was the Norman leader who conquered England in 1066?"],
         env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
     )

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from PySide6.QtCore import Qt
 
 from desktop.ui.workers import live_workers
-from tests.rag.hostile import text_pdf
+from tests.helpers.hostile import text_pdf
 
 MACHINES = ["pump", "boiler", "chiller", "compressor", "turbine", "heater", "blower", "mixer", "grinder",
             "conveyor", "crane", "generator"]

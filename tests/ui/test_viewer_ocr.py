@@ -7,7 +7,7 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from desktop.ui.conversation import source_dict
-from tests.rag.scans import PAGES, scan_pdf
+from tests.helpers.scans import PAGES, scan_pdf
 
 
 def pixels(widget) -> np.ndarray:

@@ -1,8 +1,8 @@
 """A child process for the kill -9 tests: it does real work and reports each acknowledged step.
 
-    python -m tests.rag.kill_driver index HOME FOLDER   # index FOLDER; prints "store"/"done"/"fail" lines
-    python -m tests.rag.kill_driver chat HOME           # appends messages; prints each id after commit
-    python -m tests.rag.kill_driver settings HOME       # saves settings over and over; prints each version
+    python -m tests.helpers.kill_driver index HOME FOLDER   # index FOLDER; prints "store"/"done"/"fail" lines
+    python -m tests.helpers.kill_driver chat HOME           # appends messages; prints each id after commit
+    python -m tests.helpers.kill_driver settings HOME       # saves settings over and over; prints each version
 
 Every line is flushed as soon as the step it reports is durable, so the parent knows what was
 acknowledged before it sent SIGKILL. Any attempt to open a network connection is refused and
