@@ -88,12 +88,18 @@ def test_the_abstention_model_rises_with_each_signal(better):
     assert probability(up) > probability(base)
 
 
-def test_a_passage_that_starts_mid_sentence_is_extended_to_the_sentence_start(library, tmp_path):
+def _valve_manual(library, tmp_path) -> str:
+    """A text document with one valve sentence among filler, indexed; its text."""
     words = " ".join(f"Filler sentence number {i} talks about the weather." for i in range(60))
     text = words + " In the east wing the relief valve, which was replaced in 2019, opens at 8 bar. " + words
     doc = tmp_path / "manual.txt"
     doc.write_text(text)
     assert not library.index([doc]).failed
+    return text
+
+
+def test_a_passage_that_starts_mid_sentence_is_extended_to_the_sentence_start(library, tmp_path):
+    text = _valve_manual(library, tmp_path)
     passages = library.search("At what pressure does the relief valve open?", k=10)
     mid = [p for p in passages if p.text[:1].islower()]
     assert mid, "the test needs a chunk that starts inside a sentence"
@@ -106,11 +112,7 @@ def test_a_passage_that_starts_mid_sentence_is_extended_to_the_sentence_start(li
 def test_a_passage_that_ends_mid_sentence_is_extended_to_the_sentence_end(library, tmp_path):
     from dataclasses import replace
 
-    words = " ".join(f"Filler sentence number {i} talks about the weather." for i in range(60))
-    text = words + " In the east wing the relief valve, which was replaced in 2019, opens at 8 bar. " + words
-    doc = tmp_path / "manual.txt"
-    doc.write_text(text)
-    assert not library.index([doc]).failed
+    text = _valve_manual(library, tmp_path)
     hit = next(p for p in library.search("At what pressure does the relief valve open?", k=10)
                if "opens at 8 bar." in p.text)
     # a passage cut inside the sentence, as a chunk of a long sentence is
