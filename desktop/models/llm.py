@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,13 +46,27 @@ def default_threads() -> tuple[int, int]:
 
 
 def busy_cores(window_s: float = 0.05) -> float:
-    """How many cores everything else on this machine keeps busy right now (sampled briefly)."""
+    """How many cores *other* processes keep busy right now (sampled briefly).
+
+    This process's own threads are left out: ONNX Runtime's and llama.cpp's idle threads spin
+    for a moment after each run, and counting them made an answer right after the evidence
+    step run on one thread on an idle machine.
+    """
     try:
         import psutil
 
-        return psutil.cpu_percent(interval=window_s) / 100 * (os.cpu_count() or 1)
+        me = psutil.Process()
+        system0, own0 = psutil.cpu_times(), me.cpu_times()
+        time.sleep(window_s)
+        system1, own1 = psutil.cpu_times(), me.cpu_times()
     except Exception:  # noqa: BLE001 - no measure: assume an idle machine
         return 0.0
+    idle = [f for f in ("idle", "iowait") if hasattr(system0, f)]
+    total = sum(system1) - sum(system0)
+    free = sum(getattr(system1, f) - getattr(system0, f) for f in idle)
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    elapsed = total / (os.cpu_count() or 1) or window_s
+    return max(0.0, (total - free - own) / elapsed)
 
 
 def threads_for_load(threads: int, busy: float) -> int:

@@ -33,6 +33,30 @@ def test_a_busy_process_is_seen(hog):
     assert max(busy_cores(0.3) for _ in range(3)) >= 0.7
 
 
+def test_this_process_own_busy_threads_are_not_load(hog):
+    """ONNX Runtime's and llama.cpp's threads spin after each run: that is not other work."""
+    import threading
+
+    other = min(busy_cores(0.3) for _ in range(3))  # another process keeps a core busy
+    hog.kill()
+    hog.wait()
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)  # now a thread of this process does
+    spinner.start()
+    try:
+        own = min(busy_cores(0.3) for _ in range(3))
+    finally:
+        stop.set()
+        spinner.join()
+    assert other >= 0.7
+    assert own <= other - 0.5
+
+
 def test_an_answer_runs_on_the_threads_the_load_leaves(gemma_model, monkeypatch):
     cores = os.cpu_count() or 1
     monkeypatch.setattr(llm, "busy_cores", lambda *a, **k: cores - 1.0)
