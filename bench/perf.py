@@ -1005,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {ctx.results['machine']['load_average_at_start']} -> "
           f"{ctx.results['machine']['load_average_at_end']}")
     common.print_table(ctx.rows, ["stage", "Sprig", "raw library", "ratio raw/Sprig [95% CI]", "target", ""])
-    print(f"\n{ctx.results['seconds']:.0f} s; JSON: {path.relative_to(REPO)}")
+    print(f"\n{ctx.results['seconds']:.0f} s; JSON: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0
 
 

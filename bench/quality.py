@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     common.print_table(rows, ["measure", "recall@1 / value", "recall@5", "MRR@5", "questions"])
     curve = results.get("abstention_curve")
     if curve is None:
-        print(f"\n{results['seconds']:.0f} s; JSON: {path.relative_to(REPO)}")
+        print(f"\n{results['seconds']:.0f} s; JSON: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
         return 0
     print(f"\nAbstention threshold (top passage cosine; current default {settings.abstain_below}); "
           f"questions: {curve['questions']}")
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                          r["false_refusal_answerable"]] for r in curve["curve"]],
                        ["threshold", "abstain: SQuAD 2.0 unanswerable", "abstain: other collection",
                         "false refusal: answerable"])
-    print(f"\n{results['seconds']:.0f} s; JSON: {path.relative_to(REPO)}")
+    print(f"\n{results['seconds']:.0f} s; JSON: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0
 
 
