@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.conftest import eval_path
+from tests.helpers import as_from_a_terminal
 
 
 def sprig(*args: str, home, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -148,7 +149,8 @@ def test_ctrl_c_stops_indexing_with_exit_code_130(sprig_home, tmp_path):
     for i in range(40):
         (folder / f"n{i:02}.txt").write_text(f"Note {i} about the pump. " * 400, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "desktop.cli", "index", str(folder)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "SPRIG_HOME": str(sprig_home)})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "SPRIG_HOME": str(sprig_home)},
+                            preexec_fn=as_from_a_terminal)
     try:
         first = proc.stderr.readline()  # "  [1/40] n00.txt": indexing has started
         assert "[1/40]" in first, first

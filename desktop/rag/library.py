@@ -468,6 +468,7 @@ class Library:
         self.store.upsert(collection, ids, vectors, doc_id)
         self.store.delete_ids(collection, sorted(old_ids - set(ids)))
         self.catalog.replace_chunks(doc_id, ids, chunks, content_hash=digest, size=size, mtime=mtime, pages=npages)
+        self._edges_cache.pop(doc_id, None)  # its pages changed
 
     def _forget_unstarted(self, collection: str) -> None:
         """After a cancel, new documents that never got indexed leave no trace."""
@@ -479,6 +480,7 @@ class Library:
         # catalog first: a kill in between leaves orphan vectors, which recover() deletes
         self.catalog.delete_document(doc.id)
         self.store.delete_document(doc.collection, doc.id)
+        self._edges_cache.pop(doc.id, None)
 
     def remove(self, path: str | os.PathLike, collection: str | None = None) -> list[str]:
         """Remove a file, or everything under a folder, from the index. Returns removed paths."""

@@ -27,6 +27,7 @@ from desktop.rag.summarize import (
 )
 from desktop.rag.types import Passage
 from tests.conftest import SQUAD_ARTICLES, eval_path
+from tests.helpers import as_from_a_terminal
 from tests.helpers.hostile import text_pdf
 
 ULTA = ("financebench", "pdfs", "ULTABEAUTY_2023Q4_EARNINGS.pdf")  # a real 9-page earnings release
@@ -359,7 +360,8 @@ def test_ctrl_c_stops_sprig_summarize_with_what_it_has(sprig_home, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "desktop.cli", "summarize", str(pdf), "--json", "--model", "bundled-gemma"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "SPRIG_HOME": str(sprig_home)})
+        env={**os.environ, "SPRIG_HOME": str(sprig_home)},
+        preexec_fn=as_from_a_terminal)
     try:
         lines = []
         while not any("section 2/" in line for line in lines):  # (progress lines: stderr is a pipe)
