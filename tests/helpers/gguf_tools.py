@@ -95,24 +95,22 @@ def with_metadata(src: Path, dst: Path, strings: dict[str, str]) -> Path:
     with open(src, "rb") as source, open(dst, "wb") as target:
         target.write(header)
         source.seek(data_offset)
-        left = size - data_offset
-        while left > 0:
-            sent = os.sendfile(target.fileno(), source.fileno(), None, left)
-            if sent == 0:
-                break
-            left -= sent
+        _copy_bytes(source, target, size - data_offset)
     return dst
 
 
+def _copy_bytes(source, target, count: int) -> None:
+    """Copy ``count`` bytes from the source file's position to the target's, in the kernel."""
+    while count > 0:
+        sent = os.sendfile(target.fileno(), source.fileno(), None, count)
+        if sent == 0:
+            break
+        count -= sent
+
+
 def truncated_copy(src: Path, dst: Path, fraction: float) -> Path:
-    size = int(src.stat().st_size * fraction)
     with open(src, "rb") as source, open(dst, "wb") as target:
-        left = size
-        while left > 0:
-            sent = os.sendfile(target.fileno(), source.fileno(), None, left)
-            if sent == 0:
-                break
-            left -= sent
+        _copy_bytes(source, target, int(src.stat().st_size * fraction))
     return dst
 
 
