@@ -116,10 +116,26 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 
 
+# typesetting stand-ins a reader types otherwise: ligatures ("ﬁle"), the minus sign and
+# hyphens manuals print for "-" ("−−verbose"), and the small tilde and asterisk operator for
+# "~" and "*"; invisible soft hyphens and zero-width spaces go. A question typed with plain
+# letters then matches the text by keyword, by embedding and in the grounding checks.
+# (one character for one, so a PDF's own text can be matched by position: see the viewer)
+PLAIN_SIGNS = str.maketrans({"\u2010": "-", "\u2011": "-", "\u2212": "-",
+                             "\u02dc": "~", "\u2217": "*", "\u02c6": "^"})
+_TYPESET = {**PLAIN_SIGNS, **str.maketrans({
+    "\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+    "\ufb05": "st", "\ufb06": "st",
+    "\u00ad": None, "\u200b": None, "\ufeff": None,
+})}
+
+
 def clean_text(text: str) -> str:
-    """Drop NULs and control characters, fold runs of spaces; keep line structure."""
+    """Drop NULs and control characters, spell typesetting stand-ins plainly, fold runs of
+    spaces; keep line structure."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
+    text = text.translate(_TYPESET)
     text = _SPACES.sub(" ", text)
     return text
 

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.display import display_name
+from desktop.rag.loaders import PLAIN_SIGNS
 from desktop.ui.theme import Colors, follows_palette_change
 from desktop.ui.workers import Worker
 
@@ -55,6 +56,15 @@ def search_phrases(passage: str) -> list[str]:
             seen.add(phrase)
             out.append(phrase)
     return out or [normalise(passage)]
+
+
+def as_printed(phrase: str, page_text: str) -> str:
+    """``phrase`` spelled as the PDF's own text has it: indexing spells a minus sign or a small
+    tilde plainly (``clean_text``), the PDF search needs the character printed."""
+    if phrase in page_text:
+        return phrase
+    at = page_text.translate(PLAIN_SIGNS).find(phrase)
+    return page_text[at:at + len(phrase)] if at >= 0 else phrase
 
 
 def locate(text: str, passage: str, start: int, end: int) -> tuple[int, int] | None:
@@ -277,6 +287,7 @@ class SourceViewer(QWidget):
             self._open_scanned_page(path, target)
             return
         for phrase in search_phrases(passage):
+            phrase = as_printed(phrase, page_text)
             self.search.setSearchString(phrase)
             results = self.search.resultsOnPage(target)
             if results:

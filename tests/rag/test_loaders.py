@@ -544,3 +544,25 @@ def test_mangled_epubs_only_raise_document_errors(tmp_path):
         else:
             assert all("\x00" not in p.text for p in pages)
 
+
+
+def test_typesetting_stand_ins_are_spelled_plainly_so_typed_questions_find_them(tmp_path, library):
+    # what typeset manuals put in their text layer: ligatures, the minus sign for "-", a
+    # small tilde for "~", a soft hyphen inside a word
+    manual = tmp_path / "manual.txt"
+    manual.write_text(
+        "\u2212\u2212strip\u2212components=NUMBER\n"
+        "Strip NUMBER leading components from \ufb01le names on extraction.\n\n"
+        "The user con\ufb01guration lives in \u02dc/.ssh/con\ufb01g and is read \ufb01rst.\n"
+        "Back\u00adups keep the suf\ufb01x \u02dc unless told otherwise.\n",
+        encoding="utf-8",
+    )
+    text = load_document(manual)[0].text
+    assert "--strip-components=NUMBER" in text and "file names" in text
+    assert "~/.ssh/config" in text and "Backups keep the suffix ~" in text
+    assert not any(ord(ch) > 127 for ch in text)
+    library.index([manual])
+    hits = library.search("--strip-components", k=1, mode="keyword")
+    assert hits and "--strip-components" in hits[0].text
+    hits = library.search("user configuration file", k=1, mode="keyword")
+    assert hits and "~/.ssh/config" in hits[0].text

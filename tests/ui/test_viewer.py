@@ -91,3 +91,12 @@ def test_a_source_whose_file_is_gone_says_so(qtbot, make_window, library, tmp_pa
     window.open_source(source_dict(passage, 1))
     assert window.viewer.stack.currentWidget() is window.viewer.message
     assert f"no longer at {note}" in window.viewer.message.text()
+
+
+def test_a_phrase_spelled_plainly_is_searched_as_the_pdf_prints_it():
+    from desktop.ui.viewer import as_printed
+
+    printed = "\u2212\u2212strip\u2212components=NUMBER Strip NUMBER leading components"
+    assert as_printed("--strip-components=NUMBER Strip", printed) == "\u2212\u2212strip\u2212components=NUMBER Strip"
+    assert as_printed("leading components", printed) == "leading components"
+    assert as_printed("not on the page", printed) == "not on the page"
