@@ -140,7 +140,12 @@ def _split_lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 SHORT_LINE = 0.7  # a line shorter than this share of the text's width ends a block
 _HEADING_END = frozenset(".,;:!?")
-_BULLET = tuple("-*•▪◦–—")
+_BULLET = re.compile(r"[•▪◦]|[-*–—]\s")  # "- item", but "-iname pattern" names an option
+
+
+def _is_item(line: str) -> bool:
+    """A list item: a bullet, or a dash with a space after it."""
+    return bool(_BULLET.match(line.lstrip()))
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*")
 
 
@@ -154,7 +159,7 @@ def _is_heading(line: str, above: str | None, width: int) -> bool:
     line = line.strip()
     if not 2 <= len(line) <= 80 or len(line) >= SHORT_LINE * width or line[-1] in _HEADING_END:
         return False
-    if line.startswith(_BULLET) or not any(c.isalpha() for c in line) or len(_NUMBER.findall(line)) >= 2:
+    if _is_item(line) or not any(c.isalpha() for c in line) or len(_NUMBER.findall(line)) >= 2:
         return False  # a list item, a page number, a table row
     if above is None or not above.strip():
         return True
@@ -339,7 +344,7 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
         s = sentences[i]
         first = i
         last = i
-        item = s.text.startswith(_BULLET)  # a list item stands alone: its neighbours are other items
+        item = _is_item(s.text)  # a list item stands alone: its neighbours are other items
         if context != "none" and not item and i > 0 and sentences[i - 1].passage is s.passage \
                 and (i - 1) not in used and (context == "before" or needs_context(s.text)):
             prev = sentences[i - 1]
@@ -351,7 +356,9 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
             last = i + 1  # a short line (a label, a table row) needs its neighbours on both sides
         span = sentences[first:last + 1]
         text = " ".join(x.text for x in span)
-        heading = headings[first] if headings[first] not in text else ""
+        # the heading of the best sentence: when the line starts with it (a keyword on its own
+        # line above its description), the line carries it already
+        heading = headings[i] if headings[i] not in text else ""
         if lines and chars + len(heading) + len(text) > max_chars:  # the heading is shown: it counts
             heading = headings[i] if headings[i] not in s.text else ""
             if (first, last) != (i, i) and chars + len(heading) + len(s.text) <= max_chars:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from desktop.rag.abstain import probability
-from desktop.rag.evidence import select_evidence, split_sentences, terms
+from desktop.rag.evidence import heading_above, select_evidence, split_sentences, terms
 from desktop.rag.grounding import check_claims, extract_citations, instruction_payload, is_refusal
 from desktop.rag.types import Passage
 
@@ -179,3 +179,20 @@ def test_list_items_are_evidence_lines_of_their_own(embedder):
             "- aliases (maps aliases to types)\n- icons (maps types to icons)\n")
     ev = select_evidence("Which file maps aliases to types?", [_passage(text)], embedder)
     assert ev.lines[0].text == "- aliases (maps aliases to types)"
+
+
+def test_an_option_or_keyword_on_its_own_line_heads_its_description(embedder):
+    # a manual's option list: the option (or keyword) on its own line, its description below
+    text = ("OPTIONS\n-name pattern\nBase of file name matches shell pattern pattern.\n"
+            "-iname pattern\nLike -name, but the match is case insensitive.\n"
+            "NoHostAuthenticationForLocalhost\nDisable host authentication for localhost. The argument "
+            "must be yes or no.\nNumberOfPasswordPrompts\nSpecifies the number of password prompts before "
+            "giving up.\n")
+    # an option starts with "-" but is no list item ("- check the seals" is one)
+    assert heading_above("OPTIONS\n-iname pattern\nLike -name, but the match") == "-iname pattern"
+    assert heading_above("Checks\n- check the seals\nthen the") == "Checks"
+    ev = select_evidence("How many password prompts are there before ssh gives up?", [_passage(text)],
+                         embedder, before=[""])
+    line = next(x for x in ev.lines if "password prompts before" in x.text)
+    # the keyword is the line's own first line: the entry above it is not its heading
+    assert line.text.startswith("NumberOfPasswordPrompts") and line.heading == ""
