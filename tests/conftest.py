@@ -2,7 +2,8 @@
 
 Every test runs with SPRIG_HOME in a fresh temp folder and with socket connects to any
 internet address turned into a failure, so a library that tries to phone home fails
-the suite. The real bundled models are assembled once per session into a shared folder.
+the suite. The real bundled models are assembled once per run into a shared folder that every test
+worker (pytest-xdist, one per core) and every child process reads.
 """
 
 from __future__ import annotations
@@ -100,6 +101,11 @@ def sprig_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("SPRIG_HOME", str(home))
     return home
+
+
+def pytest_xdist_auto_num_workers(config):
+    """One worker per core, at most four: each worker loads its own models (about 1.5 GB)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def pytest_unconfigure(config):

@@ -34,7 +34,9 @@ def _seed_models(embedder, data: Path, gemma_path: Path | None = None) -> None:
         if item.name.startswith("all-MiniLM"):
             target = models / item.name
             if item.is_dir():
-                shutil.copytree(item, target, dirs_exist_ok=True, copy_function=shutil.copy2)
+                # not the files of a build another test worker has in progress, nor its lock
+                shutil.copytree(item, target, dirs_exist_ok=True, copy_function=shutil.copy2,
+                                ignore=shutil.ignore_patterns(".*", "*.lock"))
             else:
                 shutil.copy2(item, target)
     if gemma_path is not None:
