@@ -29,6 +29,7 @@ _ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|Mr|Mrs|Ms|Dr|Prof|St|No|Fig|Inc|Ltd
                      r"|(?-i:[A-Z]))\.$",  # ... and a capital's initial, as in "Harold L. Neal"
                      re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")  # a command-line option: -W, --verify
 STOPWORDS = frozenset(
     """a an and are as at be been being but by can could did do does doing for from had has have
     how i if in into is it its of on or our so than that the their them then there these they this
@@ -234,12 +235,14 @@ def _drop_contained(sentences: list[Sentence]) -> list[Sentence]:
 
 
 def terms(text: str) -> list[str]:
-    """Key terms: lower-case words, stop words out, light plural folding."""
+    """Key terms: lower-case words, stop words out, light plural folding; and command-line
+    options as written ("-W" is not "-w"), which a one-letter word would lose."""
     out = []
     for w in _WORD.findall(text.lower()):
         if w in STOPWORDS or (len(w) < 2 and not w.isdigit()):
             continue
         out.append(_fold(w))
+    out.extend(_OPTION.findall(text))
     return out
 
 
@@ -258,7 +261,7 @@ def coverage(question_terms: dict[str, float], text_terms: set[str]) -> float:
         return 0.0
     got = 0.0
     for t, w in question_terms.items():
-        if t in text_terms or (len(t) >= 5 and any(x.startswith(t[:5]) for x in text_terms)):
+        if t in text_terms or (len(t) >= 5 and t[0] != "-" and any(x.startswith(t[:5]) for x in text_terms)):
             got += w
     return got / total
 
@@ -283,6 +286,24 @@ def _headings(sentences: list[Sentence], passages: list[Passage], before: list[s
 
 _ANAPHORA = re.compile(r"^(?:he|she|it|they|his|her|its|their|this|these|those|that|there|such|the latter|"
                        r"the former|both|however|also|then|thus|in addition|as a result|instead)\b", re.IGNORECASE)
+
+
+# the kind of answer a question asks for, and how a line shows it: a sentence that holds
+# something of that kind scores a little higher (answer-type matching, as in classic QA)
+_ANSWER_KINDS = (
+    (re.compile(r"\bhow (?:many|much|long|old|far|often|big|large|fast|high|low)\b|\bwhat (?:year|percentage|"
+                r"percent|number|size|port|amount|exit (?:code|status))\b|\bwhich (?:year|port|number)\b|"
+                r"\bin what year\b|^when\b|\bwhen (?:did|was|were|is|does|do)\b", re.IGNORECASE),
+     re.compile(r"\d")),
+    (re.compile(r"\b(?:option|flag|switch)\b", re.IGNORECASE), _OPTION),
+    (re.compile(r"\benvironment variables?\b", re.IGNORECASE), re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b[A-Z]{3,}\b")),
+)
+ANSWER_KIND_BOOST = 0.1
+
+
+def answer_kinds(question: str) -> list[re.Pattern]:
+    """Patterns for what the question asks for (a number, an option, a variable), if any."""
+    return [shows for asks, shows in _ANSWER_KINDS if asks.search(question)]
 
 
 def needs_context(sentence: str) -> bool:
@@ -323,6 +344,7 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
     cos = np.asarray(vecs @ qvec, dtype=np.float32)
     rank_of = {p.chunk_id: i for i, p in enumerate(passages)}
     headings = _headings(sentences, passages, before, running)
+    kinds = answer_kinds(question)
     scored = []
     for i, s in enumerate(sentences):
         neighbours = sentence_terms[i]
@@ -332,7 +354,8 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
             neighbours = neighbours | set(terms(headings[i]))
         cov = coverage(weights, neighbours)
         prior = 0.05 / (1 + rank_of[s.passage.chunk_id])
-        score = 0.55 * float(cos[i]) + 0.45 * cov + prior
+        kind = ANSWER_KIND_BOOST if kinds and any(k.search(headings[i] + " " + s.text) for k in kinds) else 0.0
+        score = 0.55 * float(cos[i]) + 0.45 * cov + prior + kind
         scored.append((score, i, cov))
     scored.sort(key=lambda x: -x[0])
     lines: list[EvidenceLine] = []

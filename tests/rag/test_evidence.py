@@ -196,3 +196,17 @@ def test_an_option_or_keyword_on_its_own_line_heads_its_description(embedder):
     line = next(x for x in ev.lines if "password prompts before" in x.text)
     # the keyword is the line's own first line: the entry above it is not its heading
     assert line.text.startswith("NumberOfPasswordPrompts") and line.heading == ""
+
+
+def test_options_are_terms_as_written_and_a_number_question_prefers_a_line_with_a_number(embedder):
+    text = ("-w, --interactive\nAsk for confirmation for every action.\n"
+            "-W, --verify\nVerify the archive after writing it.\n"
+            "--retries=NUMBER\nSet the number of retries for a download that fails.\n"
+            "Retries happen after a pause that grows with each attempt.\n"
+            "The default is to retry 20 times.\n")
+    assert "-W" in terms("What does the -W switch do?") and "-w" not in terms("What does the -W switch do?")
+    ev = select_evidence("What does the -W switch do?", [_passage(text)], embedder, before=[""])
+    assert "Verify the archive" in ev.lines[0].heading + ev.lines[0].text
+    ev = select_evidence("How many times does it retry a failing download?", [_passage(text)], embedder,
+                         before=[""])
+    assert "20 times" in ev.lines[0].text
