@@ -327,7 +327,7 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
 
     top_similarity = max((p.similarity or 0.0) for p in passages) if passages else 0.0
     sentences = _drop_contained([s for p in passages for s in split_sentences(p)
-                                 if sum(c.isalpha() for c in s.text) >= 2
+                                 if sum(c.isalpha() for c in s.text) >= 4  # not a stray "If" or "To"
                                  and (running is None or not running(p, s.text))])
     q_terms = terms(question)
     if not sentences:

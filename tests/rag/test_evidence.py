@@ -210,3 +210,9 @@ def test_options_are_terms_as_written_and_a_number_question_prefers_a_line_with_
     ev = select_evidence("How many times does it retry a failing download?", [_passage(text)], embedder,
                          before=[""])
     assert "20 times" in ev.lines[0].text
+
+
+def test_a_stray_word_is_never_an_evidence_line(embedder):
+    text = "The default is to retry 20 times.\n\nTo\n\nRetries wait one second.\n\nIf\n"
+    ev = select_evidence("How many retries?", [_passage(text)], embedder, max_lines=5)
+    assert ev.lines and all(len(x.text) > 2 for x in ev.lines)
