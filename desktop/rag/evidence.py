@@ -339,13 +339,11 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
     for t in q_terms:
         df = sum(1 for st in sentence_terms if t in st)
         weights[t] = math.log(1 + n / (1 + df)) + 0.5
-    headings = _headings(sentences, passages, before, running)
     qvec = embedder.embed_query(question)
-    # a sentence is embedded under its heading: "The default is 3." says what under its keyword
-    vecs = embedder.embed([f"{h}: {s.text}" if h else s.text
-                           for h, s in zip(headings, sentences, strict=True)], batched=True)
+    vecs = embedder.embed([s.text for s in sentences], batched=True)
     cos = np.asarray(vecs @ qvec, dtype=np.float32)
     rank_of = {p.chunk_id: i for i, p in enumerate(passages)}
+    headings = _headings(sentences, passages, before, running)
     kinds = answer_kinds(question)
     scored = []
     for i, s in enumerate(sentences):

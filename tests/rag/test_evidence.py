@@ -216,23 +216,3 @@ def test_a_stray_word_is_never_an_evidence_line(embedder):
     text = "The default is to retry 20 times.\n\nTo\n\nRetries wait one second.\n\nIf\n"
     ev = select_evidence("How many retries?", [_passage(text)], embedder, max_lines=5)
     assert ev.lines and all(len(x.text) > 2 for x in ev.lines)
-
-
-def test_a_sentence_is_embedded_under_its_heading(embedder):
-    class Recording:
-        def __init__(self):
-            self.texts = []
-
-        def embed_query(self, text):
-            return embedder.embed_query(text)
-
-        def embed(self, texts, batched=False):
-            self.texts.extend(texts)
-            return embedder.embed(texts, batched=batched)
-
-    text = ("LogLevel\nGives the verbosity level used when logging messages.\nThe default is INFO.\n"
-            "NumberOfPasswordPrompts\nSpecifies the number of password prompts.\nThe default is 3.\n")
-    recording = Recording()
-    ev = select_evidence("How many password prompts by default?", [_passage(text)], recording, before=[""])
-    assert "NumberOfPasswordPrompts: The default is 3." in recording.texts
-    assert any("The default is 3." in x.text for x in ev.lines)
