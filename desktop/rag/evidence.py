@@ -142,12 +142,12 @@ def _split_lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
 SHORT_LINE = 0.7  # a line shorter than this share of the text's width ends a block
 _HEADING_END = frozenset(".,;:!?")
 _BULLET = re.compile(r"[•▪◦]|[-*–—]\s")  # "- item", but "-iname pattern" names an option
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*")
 
 
 def _is_item(line: str) -> bool:
     """A list item: a bullet, or a dash with a space after it."""
     return bool(_BULLET.match(line.lstrip()))
-_NUMBER = re.compile(r"(?<![\w.])\d[\d,.]*")
 
 
 def line_width(text: str) -> int:
