@@ -38,3 +38,8 @@ class DataFolderUnwritable(StoreError):
 
 class DiskFull(StoreError):
     """Writing failed because the disk (or a size limit) is full."""
+
+
+class StoreUnavailable(StoreError):
+    """A Chroma server cannot be reached, answers too slowly or returns errors: nothing local
+    is lost, and what was being indexed waits in the queue until it is back."""
