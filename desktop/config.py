@@ -162,6 +162,8 @@ class Settings:
     chroma_url: str = ""
     # sent as "Authorization: Bearer TOKEN" to chroma_url (empty = none)
     chroma_token: str = ""
+    # how this PC signs what it adds to a shared library (empty = user@host)
+    library_name: str = ""
     system_prompts: dict[str, str] = field(default_factory=dict)
     # parser limits
     parse_timeout_s: float = field(default=120.0, metadata=_limits(5.0, 3600.0))

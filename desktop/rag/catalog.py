@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS documents (
     chunks INTEGER NOT NULL DEFAULT 0,
     crashes INTEGER NOT NULL DEFAULT 0,
     indexed_at REAL,
+    added_by TEXT,                  -- shared library: who added it (NULL: a local library)
+    remote INTEGER NOT NULL DEFAULT 0,  -- 1: another PC's document, cached from the server
     UNIQUE (collection, path)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -85,6 +87,8 @@ class Document:
     chunks: int
     crashes: int
     indexed_at: float | None
+    added_by: str | None = None
+    remote: int = 0
 
     @property
     def name(self) -> str:
@@ -101,6 +105,8 @@ class Document:
             "chunks": self.chunks,
             "size": self.size,
             "indexed_at": self.indexed_at,
+            "added_by": self.added_by,
+            "on_this_pc": not self.remote,
         }
 
 
@@ -153,9 +159,17 @@ class Catalog:
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
             self._db.execute("SELECT count(*) FROM documents").fetchone()
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             self._db.close()
             raise classify_error(self.path, exc) from None
+
+    def _add_missing_columns(self) -> None:
+        """A catalog written before a column existed gets it (with its default)."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(documents)")}
+        for name, ddl in (("added_by", "added_by TEXT"), ("remote", "remote INTEGER NOT NULL DEFAULT 0")):
+            if name not in have:
+                self._db.execute(f"ALTER TABLE documents ADD COLUMN {ddl}")
 
     def backup(self, target: Path) -> None:
         """A consistent copy of the catalog (SQLite's backup API), written atomically."""
@@ -315,6 +329,58 @@ class Catalog:
     def delete_document(self, doc_id: int) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+
+    # ---------------------------------------------------------------- a shared library's cache
+    def insert_remote(self, collection: str, path: str, content_hash: str, added_by: str, pages: int,
+                      chunk_ids: list[str], chunks: list[Chunk]) -> int:
+        """Another PC's document, cached from the server: its record and chunks in one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO collections(name, created) VALUES (?, ?)", (collection, time.time()))
+            cur = db.execute(
+                "INSERT INTO documents(collection, path, content_hash, status, pages, chunks, indexed_at, "
+                "added_by, remote) VALUES (?, ?, ?, 'indexed', ?, ?, ?, ?, 1)",
+                (collection, path, content_hash, pages, len(chunks), time.time(), added_by))
+            doc_id = int(cur.lastrowid)
+            db.executemany(
+                "INSERT INTO chunks(chunk_id, doc_id, seq, page, char_start, char_end, text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(cid, doc_id, c.seq, c.page, c.char_start, c.char_end, c.text)
+                 for cid, c in zip(chunk_ids, chunks, strict=True)])
+        return doc_id
+
+    def take_over(self, remote_id: int, doc_id: int, size: int, mtime: float) -> None:
+        """A file on this PC has the content of a cached remote document: the local record takes
+        its chunks (same ids, nothing re-embedded) and the cached copy goes."""
+        with self.transaction() as db:
+            row = db.execute("SELECT content_hash, pages, chunks, added_by FROM documents WHERE id=?",
+                             (remote_id,)).fetchone()
+            db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))  # an older version's
+            db.execute("UPDATE chunks SET doc_id=? WHERE doc_id=?", (doc_id, remote_id))
+            db.execute("DELETE FROM documents WHERE id=?", (remote_id,))
+            db.execute(
+                "UPDATE documents SET status='indexed', code=NULL, reason=NULL, content_hash=?, size=?, mtime=?, "
+                "pages=?, chunks=?, crashes=0, indexed_at=?, added_by=?, remote=0 WHERE id=?",
+                (row["content_hash"], size, mtime, row["pages"], row["chunks"], time.time(), row["added_by"], doc_id))
+
+    def set_added_by(self, doc_id: int, added_by: str | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET added_by=? WHERE id=?", (added_by, doc_id))
+
+    def switch_ids(self, new_ids: dict[int, dict[str, str]], added_by: dict[int, str] | None = None,
+                   drop: Iterable[int] = ()) -> None:
+        """Moving a library between a PC and a server, in one transaction: each document's chunk
+        ids renamed (doc_id -> {old: new}), who added it recorded, duplicates dropped."""
+        with self.transaction() as db:
+            for doc_id, mapping in new_ids.items():
+                db.executemany("UPDATE chunks SET chunk_id=? WHERE chunk_id=? AND doc_id=?",
+                               [(new, old, doc_id) for old, new in mapping.items()])
+            for doc_id, who in (added_by or {}).items():
+                db.execute("UPDATE documents SET added_by=? WHERE id=?", (who, doc_id))
+            db.executemany("DELETE FROM documents WHERE id=?", [(d,) for d in drop])
+
+    def chunks_of(self, doc_id: int) -> list[tuple[str, Chunk]]:
+        rows = self._query("SELECT chunk_id, seq, page, char_start, char_end, text FROM chunks WHERE doc_id=? "
+                           "ORDER BY seq", (doc_id,))
+        return [(r["chunk_id"], Chunk(r["seq"], r["page"], r["char_start"], r["char_end"], r["text"])) for r in rows]
 
     # ---------------------------------------------------------------- chunks
     def chunk_ids(self, doc_id: int) -> list[str]:

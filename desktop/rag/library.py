@@ -123,6 +123,12 @@ class Library:
         self._write_lock = threading.Lock()  # one writer at a time: Chroma is not process- or thread-safe
         self._edges_cache: dict[int, dict] = {}  # doc_id -> running headers and footers, page ends
         self.limits = Limits(max_file_bytes=self.settings.max_file_mb * 1024 * 1024, ocr_dir=str(self.paths.ocr))
+        self.sharing = None  # a shared library on a Chroma server (see desktop.rag.shared)
+        if self.store.shared:
+            from desktop.rag.shared import Sharing
+
+            self.sharing = Sharing(self)
+        self.search_note = ""  # why the last search was keyword-only (a shared library's server is down)
         self._check_embedding_model()
 
     def close(self) -> None:
@@ -146,9 +152,39 @@ class Library:
         return self.catalog.documents(collection)
 
     def search(self, query: str, k: int = 5, collection: str = "default", mode: str = "hybrid") -> list[Passage]:
+        """Hybrid search. In a shared library, colleagues' new documents are fetched first (at
+        most every few seconds); with the server down, keyword search over the local cache
+        still answers and ``search_note`` says so."""
+        from desktop.errors import StoreUnavailable
         from desktop.rag.retrieval import hybrid_search
 
-        return hybrid_search(self.catalog, self.store, self.embedder, query, collection, k, mode)
+        self.search_note = ""
+        if self.sharing is None:
+            return hybrid_search(self.catalog, self.store, self.embedder, query, collection, k, mode)
+        try:
+            self.refresh(collection)
+            return hybrid_search(self.catalog, self.store, self.embedder, query, collection, k, mode)
+        except StoreUnavailable as exc:
+            self.search_note = f"{exc}. Keyword search only, over the documents this PC holds."
+            log.warning("%s", self.search_note)
+            return hybrid_search(self.catalog, self.store, self.embedder, query, collection, k, "keyword")
+
+    def refresh(self, collection: str | None = None, force: bool = False):
+        """A shared library: bring this PC's cache in step with the server (colleagues' new and
+        removed documents). Skipped while this process is indexing (it refreshes as it goes)."""
+        if self.sharing is None:
+            return None
+        if not force and collection is not None and not self.sharing.due(collection):
+            return None
+        if not self._write_lock.acquire(blocking=force):
+            return None
+        try:
+            return self.sharing.refresh(collection)
+        finally:
+            self._write_lock.release()
+
+    def forget_pages(self, doc_id: int) -> None:
+        self._edges_cache.pop(doc_id, None)
 
     # ---------------------------------------------------------------- indexing
     def whole_sentences(self, passages: list[Passage], max_chars: int = 400) -> list[Passage]:
@@ -244,6 +280,8 @@ class Library:
         started = time.perf_counter()
         summary = IndexSummary()
         self.catalog.ensure_collection(collection)
+        if self.sharing is not None:
+            self.sharing.refresh(collection)  # colleagues' documents first: theirs are not indexed twice
         files, folders, unsupported = expand_paths(raw_paths)
         for folder in folders:
             self.catalog.add_folder(collection, str(folder))
@@ -271,6 +309,12 @@ class Library:
             job = self._plan(collection, path, summary)
             if job is not None:
                 todo.append(job)
+            elif str(path) in summary.indexed:  # already on the shared library's server
+                doc = self.catalog.document(collection, str(path))
+                summary.pages += doc.pages
+                summary.chunks += doc.chunks
+                progress(Progress("done", i, count, str(path), pages=doc.pages, chunks=doc.chunks,
+                                  chunks_done=doc.chunks, message="already in the shared library"))
             elif str(path) in summary.failed:  # failed before parsing (too large, missing, ...)
                 progress(Progress("fail", i, count, str(path), message=summary.failed[str(path)]))
         if summary.cancelled:
@@ -384,7 +428,26 @@ class Library:
             doc_id = doc.id
             if doc.content_hash != digest:
                 self.catalog.upsert_document(collection, str(path), crashes=0)
+        if self.sharing is not None and self._plan_shared(collection, path, doc, doc_id, digest, stat, summary):
+            return None
         return (path, doc_id, digest, stat.st_size, stat.st_mtime)
+
+    def _plan_shared(self, collection, path, doc, doc_id, digest, stat, summary) -> bool:
+        """A shared library: True when the file needs no parsing (the same content is already
+        in this collection under another name, or on the server)."""
+        twin = next((d for d in self.catalog.documents(collection)
+                     if d.id != doc_id and not d.remote and d.content_hash == digest and d.status == "indexed"), None)
+        if twin is not None:
+            self._fail(doc_id, DocumentError("duplicate", f"the same content as {twin.path}, already in the "
+                                             "library"), summary, str(path), digest)
+            return True
+        if self.sharing.adopt(collection, doc_id, digest, stat.st_size, stat.st_mtime):
+            if doc is not None and doc.status == "indexed" and doc.content_hash not in (None, digest):
+                self.sharing.unpublish(collection, doc.content_hash)  # its older version
+            self._edges_cache.pop(doc_id, None)
+            summary.indexed.append(str(path))
+            return True
+        return False
 
     def _limits_now(self) -> dict:
         return {"parse_timeout_s": self.settings.parse_timeout_s, "max_file_mb": self.settings.max_file_mb}
@@ -417,7 +480,7 @@ class Library:
         # flight first, so that a kill between the two writes is repaired by recover().
         if doc and doc.chunks:
             self.catalog.set_status(doc_id, "indexing")
-            self.store.delete_document(doc.collection, doc_id)
+            self._drop_vectors(doc)
         with self.catalog.transaction() as db:
             db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
             db.execute(
@@ -460,15 +523,51 @@ class Library:
         import numpy as np
 
         vectors = np.concatenate(parts)
+        progress(Progress("store", n, total, str(path), pages=npages, chunks=len(chunks), chunks_done=len(chunks)))
+        if self.sharing is not None:
+            self._write_shared(collection, path, doc_id, digest, size, mtime, npages, chunks, vectors)
+            return
         ids = [chunk_id(collection, str(path), digest, c.seq) for c in chunks]
         old_ids = set(self.catalog.chunk_ids(doc_id))
-        progress(Progress("store", n, total, str(path), pages=npages, chunks=len(chunks), chunks_done=len(chunks)))
         # the write phase: not cancellable, and recoverable after a crash (status 'indexing')
         self.catalog.set_status(doc_id, "indexing")
         self.store.upsert(collection, ids, vectors, doc_id)
         self.store.delete_ids(collection, sorted(old_ids - set(ids)))
         self.catalog.replace_chunks(doc_id, ids, chunks, content_hash=digest, size=size, mtime=mtime, pages=npages)
         self._edges_cache.pop(doc_id, None)  # its pages changed
+
+    def _write_shared(self, collection, path, doc_id, digest, size, mtime, npages, chunks, vectors) -> None:
+        """The write phase on a server. A server lost mid-way leaves the document queued (its
+        older version, if any, still searchable here) and stops the batch: resume() picks it up."""
+        from desktop.errors import StoreUnavailable
+
+        before = self.catalog.document_by_id(doc_id)
+        old_hash = before.content_hash if before and before.status == "indexed" else None
+        ids = self.sharing.chunk_ids(collection, digest, chunks)
+
+        def commit() -> None:
+            self.catalog.replace_chunks(doc_id, ids, chunks, content_hash=digest, size=size, mtime=mtime,
+                                        pages=npages)
+
+        self.catalog.set_status(doc_id, "indexing")
+        try:
+            added_by = self.sharing.publish(collection, str(path), digest, ids, vectors, chunks, npages, commit)
+            if old_hash and old_hash != digest:
+                self.sharing.unpublish(collection, old_hash)  # the file's older version
+        except StoreUnavailable:
+            doc = self.catalog.document_by_id(doc_id)
+            if doc is not None and doc.status == "indexing":
+                self.catalog.set_status(doc_id, "queued")
+            raise
+        self.catalog.set_added_by(doc_id, added_by)
+        self._edges_cache.pop(doc_id, None)
+
+    def _drop_vectors(self, doc: Document) -> None:
+        """A document's vectors: by document id here, by content on a shared library's server."""
+        if self.sharing is not None:
+            self.sharing.unpublish(doc.collection, doc.content_hash)
+        else:
+            self.store.delete_document(doc.collection, doc.id)
 
     def _forget_unstarted(self, collection: str) -> None:
         """After a cancel, new documents that never got indexed leave no trace."""
@@ -479,7 +578,8 @@ class Library:
     def _remove_doc(self, doc: Document) -> None:
         # catalog first: a kill in between leaves orphan vectors, which recover() deletes
         self.catalog.delete_document(doc.id)
-        self.store.delete_document(doc.collection, doc.id)
+        if self.sharing is None or doc.status in ("indexed", "indexing") or doc.chunks:
+            self._drop_vectors(doc)
         self._edges_cache.pop(doc.id, None)
 
     def remove(self, path: str | os.PathLike, collection: str | None = None) -> list[str]:
@@ -521,7 +621,7 @@ class Library:
         with self._write_lock:
             for doc in self.catalog.documents():
                 if doc.status in ("indexing",):
-                    self.store.delete_document(doc.collection, doc.id)
+                    self._drop_vectors(doc)
                     with self.catalog.transaction() as db:
                         db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
                         db.execute(
@@ -532,6 +632,11 @@ class Library:
                 elif doc.status == "queued":
                     requeue.append(doc.path)
             self._guard_crash_loop()
+            if self.sharing is not None:
+                # other PCs' chunks are not in this catalog: no orphan sweep, only this PC's
+                # own unfinished writes are cleared
+                self.sharing.recover()
+                return requeue
             collections = self.catalog.collections()
             for coll in collections:
                 known = self.catalog.all_chunk_ids(coll)
@@ -565,7 +670,7 @@ class Library:
                                          content_hash=info.get("content_hash"))
             return
         if doc.chunks:
-            self.store.delete_document(doc.collection, doc.id)
+            self._drop_vectors(doc)
         with self.catalog.transaction() as db:
             db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
             db.execute(
@@ -596,7 +701,8 @@ class Library:
             # leaves this flag set, and needs_rebuild says so on the next start
             self.catalog.set_meta(REBUILD_PENDING, "1")
             for coll in [collection] if collection else self.catalog.collections():
-                self.store.drop_collection(coll)
+                if self.sharing is None:
+                    self.store.drop_collection(coll)  # on a server, vectors are overwritten in place
                 total = self.catalog.count_chunks(coll)
                 for batch in self.catalog.iter_chunks(coll):
                     cancel.raise_if_cancelled()
@@ -605,7 +711,15 @@ class Library:
                     for i, c in enumerate(batch):
                         by_doc.setdefault(c.doc_id, []).append(i)
                     for doc_id, rows in by_doc.items():
-                        self.store.upsert(coll, [batch[i].chunk_id for i in rows], vectors[rows], doc_id)
+                        ids = [batch[i].chunk_id for i in rows]
+                        if self.sharing is None:
+                            self.store.upsert(coll, ids, vectors[rows], doc_id)
+                            continue
+                        from desktop.rag.shared import chunk_metadata
+
+                        digest = self.catalog.document_by_id(doc_id).content_hash
+                        self.store.upsert(coll, ids, vectors[rows], texts=[batch[i].text for i in rows],
+                                          metadatas=[chunk_metadata(digest, batch[i]) for i in rows])
                     done += len(batch)
                     if progress:
                         progress(Progress("rebuild", 1, 1, coll, chunks=total, chunks_done=done))
@@ -617,7 +731,10 @@ class Library:
     def consistency_report(self) -> dict:
         """Counts that must all be zero for a healthy store (used by tests and `sprig check`)."""
         missing = orphans = 0
-        for coll in self.catalog.collections():
+        if self.sharing is not None:
+            counts = self.sharing.report()
+            missing, orphans = counts["missing_vectors"], counts["orphan_vectors"]
+        for coll in self.catalog.collections() if self.sharing is None else ():
             known = self.catalog.all_chunk_ids(coll)
             stored = self.store.all_ids(coll)
             missing += len(known - stored)
