@@ -246,6 +246,8 @@ def cmd_index(args) -> int:
 def cmd_search(args) -> int:
     lib = _library(args)
     passages = lib.search(args.query, k=args.k, collection=args.collection, mode=args.mode)
+    if lib.search_note:
+        note(args, f"warning: {printable(lib.search_note)}")
     if args.json:
         print(json.dumps([_passage_json(p) for p in passages], ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -283,6 +285,8 @@ def cmd_docs(args) -> int:
         print("no documents indexed yet: sprig index PATH")
     for d in docs:
         detail = f"{d.pages} pages, {d.chunks} chunks" if d.status == "indexed" else (d.reason or "")
+        if d.added_by:
+            detail += f", added by {d.added_by}"
         print(f"{d.status:<8} [{printable(d.collection)}] {printable(d.path)}  {printable(detail)}")
     return EXIT_OK
 
@@ -298,6 +302,56 @@ def cmd_remove(args) -> int:
     if not removed:
         error("nothing to remove: no indexed document matches")
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_library(args) -> int:
+    """Where the library lives; move it to a Chroma server and back without re-embedding."""
+    from desktop.rag.shared import copy_to_local, copy_to_server, who_am_i
+
+    lib = _library(args)
+    settings = lib.settings
+
+    def progress(done: int, total: int, path: str) -> None:
+        if not args.quiet:
+            print(f"  [{done}/{total}] {printable(path)}", file=sys.stderr, flush=True)
+
+    if args.to_server:
+        from desktop.rag.servers import check_chroma_server
+
+        found = check_chroma_server(args.to_server, args.token or "")
+        if not found.ok:
+            error(f"cannot move the library to {printable(args.to_server)}: {found.summary}")
+            return EXIT_ERROR
+        moved = copy_to_server(lib, args.to_server, args.token or "", progress)
+        lib.close()
+        settings.chroma_url, settings.chroma_token = args.to_server, args.token or ""
+        settings.save(lib.paths.settings)
+        print(f"moved {moved['documents']} document(s) to {printable(args.to_server)} without re-embedding"
+              + (f"; {moved['duplicates_dropped']} duplicate(s) dropped" if moved["duplicates_dropped"] else "")
+              + f". This PC signs what it adds as {printable(who_am_i(settings.library_name))}.")
+        return EXIT_OK
+    if args.to_local:
+        moved = copy_to_local(lib, progress)
+        lib.close()
+        old = settings.chroma_url
+        settings.chroma_url = settings.chroma_token = ""
+        settings.save(lib.paths.settings)
+        print(f"copied {moved['documents']} document(s) from {printable(old)} into this PC's data folder "
+              "without re-embedding; the server keeps its copy")
+        return EXIT_OK
+    docs = lib.documents()
+    info = {"where": settings.chroma_url or str(lib.paths.chroma), "shared": bool(settings.chroma_url),
+            "documents": sum(1 for d in docs if d.status == "indexed"),
+            "from_other_pcs": sum(1 for d in docs if d.remote),
+            "signed_as": who_am_i(settings.library_name) if settings.chroma_url else None}
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    elif info["shared"]:
+        print(f"shared library on {printable(info['where'])}: {info['documents']} document(s), "
+              f"{info['from_other_pcs']} added from other PCs; this PC signs as {printable(info['signed_as'])}")
+    else:
+        print(f"library on this PC, in {printable(info['where'])}: {info['documents']} document(s)")
     return EXIT_OK
 
 
@@ -590,7 +644,7 @@ def _export_chat(args, store, chat_id: int) -> int:
 
 # ------------------------------------------------------------------ check
 def cmd_check(args) -> int:
-    from desktop.config import Paths
+    from desktop.config import Paths, Settings
     from desktop.rag.health import check_store, ensure_store
 
     paths = Paths.default()
@@ -612,7 +666,7 @@ def cmd_check(args) -> int:
         if repaired.status == "rebuilt":
             moved = f"; the damaged folder was kept as {repaired.moved_to}" if repaired.moved_to else ""
             print(f"rebuilt {repaired.rebuilt_chunks} vectors from the catalog ({repaired.reason}){moved}")
-    else:
+    elif not Settings.load(paths.settings).chroma_url:  # a shared library has no Chroma folder here
         # a damaged Chroma folder can crash the process that opens it: look in a child first
         store = check_store(paths)
         if not store.ok:
@@ -873,6 +927,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "(path, recall, probes, found, code, reason, signs), documents, seconds, cached; "
                         "with -v also every question")
 
+    p = _command(sub, common, "library",
+                 "say where the library is kept; move it to a Chroma server (shared with colleagues) "
+                 "or back to this PC, without re-embedding",
+                 "  sprig library\n"
+                 "  sprig library --to-server http://chroma.office.lan:8000 --token SECRET\n"
+                 "  sprig library --to-local", cmd_library)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--to-server", metavar="URL", default=None,
+                       help="copy every document (vectors as they are) to the Chroma server at URL, "
+                            "then use it")
+    where.add_argument("--to-local", action="store_true",
+                       help="copy every document of the shared library into this PC's data folder, "
+                            "then use it")
+    p.add_argument("--token", default=None, metavar="TOKEN",
+                   help="with --to-server: sent as 'Authorization: Bearer TOKEN'")
+    p.add_argument("--json", action="store_true", help="print where the library is as JSON")
+
     p = _command(sub, common, "check", "check that the catalog and the vector store agree",
                  "  sprig check\n  sprig check --repair", cmd_check)
     p.add_argument("--repair", action="store_true",
@@ -955,9 +1026,12 @@ def _run(args) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except StoreError as exc:
-        from desktop.errors import CatalogDamaged, DataFolderUnwritable, DiskFull
+        from desktop.errors import CatalogDamaged, DataFolderUnwritable, DiskFull, StoreUnavailable
 
-        if isinstance(exc, (CatalogDamaged, DataFolderUnwritable, DiskFull)):
+        if isinstance(exc, StoreUnavailable):
+            error(f"{exc}. Nothing on this PC is lost: what was not written waits in the queue; run the "
+                  "same command again when the server is back (the window resumes by itself).")
+        elif isinstance(exc, (CatalogDamaged, DataFolderUnwritable, DiskFull)):
             error(str(exc))
         else:
             error(f"{exc}; run `sprig check --repair` to rebuild the vector store")
