@@ -55,6 +55,7 @@ class DocRow:
     chunks: int = 0
     reason: str = ""
     fraction: float | None = None  # indexing progress of this file
+    added_by: str = ""  # a shared library: who added it
 
     @property
     def name(self) -> str:
@@ -64,7 +65,8 @@ class DocRow:
     def detail(self) -> str:
         if self.status == "indexed":
             pages = f"{self.pages} page{'s' if self.pages != 1 else ''}"
-            return f"Indexed · {pages} · {self.chunks} chunk{'s' if self.chunks != 1 else ''}"
+            by = f" · added by {self.added_by}" if self.added_by else ""
+            return f"Indexed · {pages} · {self.chunks} chunk{'s' if self.chunks != 1 else ''}{by}"
         if self.status == "failed":
             return f"Failed: {self.reason or 'unknown reason'}"
         if self.status == "indexing":
@@ -88,7 +90,8 @@ def build_rows(documents, waiting: list[str], progress: Progress | None) -> list
             fraction = progress.chunks_done / progress.chunks if progress.chunks else 0.0
         elif status == "indexing":
             fraction = 1.0  # the write phase
-        rows.append(DocRow(doc.path, status, doc.pages, doc.chunks, doc.reason or "", fraction))
+        rows.append(DocRow(doc.path, status, doc.pages, doc.chunks, doc.reason or "", fraction,
+                           getattr(doc, "added_by", None) or ""))
     for path in waiting:
         if path not in known:
             known.add(path)
@@ -409,7 +412,8 @@ class DocumentsPanel(QWidget):
                 if row.path == p.path:
                     fraction = p.chunks_done / p.chunks if p.chunks else 0.0
                     rows = list(self.model.rows)
-                    rows[i] = DocRow(row.path, "indexing", row.pages, row.chunks, row.reason, fraction)
+                    rows[i] = DocRow(row.path, "indexing", row.pages, row.chunks, row.reason, fraction,
+                                     row.added_by)
                     self.model.set_rows(rows)
                     break
             else:

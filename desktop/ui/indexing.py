@@ -87,6 +87,8 @@ def run_request(library, request: Request, cancel: CancelToken, report) -> Index
         report = ensure_store(library.paths, library.settings, progress=progress, library=library)
         if report.status != "ok":
             log.warning("vector store: %s", report.message)
+        if library.sharing is not None:
+            library.refresh(force=True)  # a shared library: what colleagues added or removed since
         summary.merge(library.resume(progress=progress, cancel=cancel))
         if not cancel.cancelled:
             summary.merge(library.sync_folders(None, progress=progress, cancel=cancel))

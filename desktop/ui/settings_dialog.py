@@ -39,6 +39,7 @@ from desktop.rag.servers import (
     check_chroma_server,
     check_model_server,
 )
+from desktop.rag.shared import who_am_i
 from desktop.ui.theme import Colors
 from desktop.ui.workers import Worker
 
@@ -179,7 +180,12 @@ class SettingsDialog(QDialog):
         self.library.addItem("On this PC (in Sprig's data folder)", LOCAL)
         self.library.addItem("On a Chroma server", SERVER)
         self.chroma_server = ServerFields(check_chroma_server, "http://127.0.0.1:8000", "Token", self)
-        self.library_note = QLabel("A change of library takes effect the next time Sprig starts.")
+        self.signed_as = QLineEdit()
+        self.signed_as.setPlaceholderText(who_am_i(""))
+        self.signed_as.setToolTip("How the documents you add show to colleagues who share the library")
+        self.library_note = QLabel("A change of library takes effect the next time Sprig starts. To take "
+                                   "the documents already indexed along without re-embedding them, run "
+                                   "`sprig library --to-server URL` (or `--to-local`) instead.")
         self.library_note.setObjectName("hint")
         self.library_note.setWordWrap(True)
         self.library.currentIndexChanged.connect(self._update_rows)
@@ -201,9 +207,10 @@ class SettingsDialog(QDialog):
         form.addRow("Passages per answer", self.passages)
         form.addRow(self.general)
         library_box = QGroupBox("Library")
-        form = QFormLayout(library_box)
+        form = self.library_form = QFormLayout(library_box)
         form.addRow("Documents' index", self.library)
         self.chroma_server.add_rows(form)
+        form.addRow("Your name", self.signed_as)
         form.addRow(self.library_note)
         prompt_box = QGroupBox(f"System prompt for the collection “{collection}”")
         QVBoxLayout(prompt_box).addWidget(self.system_prompt)
@@ -246,6 +253,7 @@ class SettingsDialog(QDialog):
         self.library.setCurrentIndex(self.library.findData(SERVER if settings.chroma_url else LOCAL))
         self.chroma_server.url.setText(settings.chroma_url)
         self.chroma_server.secret.setText(settings.chroma_token)
+        self.signed_as.setText(settings.library_name)
         self.system_prompt.setPlainText(settings.system_prompts.get(self.collection, ""))
         self._update_rows()
 
@@ -254,6 +262,7 @@ class SettingsDialog(QDialog):
         self.model_server.set_shown(self.model.currentData() == SERVER)
         on_server = self.library.currentData() == SERVER
         self.chroma_server.set_shown(on_server)
+        self.library_form.setRowVisible(self.signed_as, on_server)
         chroma_url = self.chroma_server.url.text().strip() if on_server else ""
         self.library_note.setVisible(chroma_url != self.original.chroma_url)
 
@@ -290,6 +299,7 @@ class SettingsDialog(QDialog):
             allow_general_knowledge=self.general.isChecked(),
             chroma_url=chroma_url if self.library.currentData() == SERVER else "",
             chroma_token=chroma_token,
+            library_name=self.signed_as.text().strip(),
             system_prompts=prompts,
         )
 

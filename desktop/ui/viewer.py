@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop.display import display_name
 from desktop.rag.loaders import PLAIN_SIGNS
+from desktop.rag.shared import REMOTE_PREFIX
 from desktop.ui.theme import Colors, follows_palette_change
 from desktop.ui.workers import Worker
 
@@ -248,6 +249,11 @@ class SourceViewer(QWidget):
         self.note.hide()
         self.highlight = None
         self.show()
+        if path.startswith(REMOTE_PREFIX):  # a colleague's document in a shared library
+            who = path[len(REMOTE_PREFIX):].split("/", 1)[0]
+            self._show_message(f"{name} was added to the shared library by {who}; the file is on their "
+                               f"PC. The passage cited:\n\n{source.get('text', '')}")
+            return
         if not os.path.isfile(path):
             self._show_message(f"The file is no longer at {path}.")
             return

@@ -100,3 +100,24 @@ def test_a_phrase_spelled_plainly_is_searched_as_the_pdf_prints_it():
     assert as_printed("--strip-components=NUMBER Strip", printed) == "\u2212\u2212strip\u2212components=NUMBER Strip"
     assert as_printed("leading components", printed) == "leading components"
     assert as_printed("not on the page", printed) == "not on the page"
+
+
+def test_a_colleagues_document_in_a_shared_library_shows_the_cited_passage(qtbot, make_window):
+    window = make_window()
+    window.open_source({"path": "shared://alice/home/alice/pump-manual.txt", "page": None,
+                        "text": "The spare impeller is stored in locker 12.", "char_start": 0, "char_end": 42})
+    assert window.viewer.stack.currentWidget() is window.viewer.message
+    shown = window.viewer.message.text()
+    assert "added to the shared library by alice" in shown and "stored in locker 12" in shown
+    assert window.viewer.title.text() == "pump-manual.txt"
+
+
+def test_the_documents_panel_says_who_added_a_shared_document():
+    from types import SimpleNamespace
+
+    from desktop.ui.documents import build_rows
+
+    doc = SimpleNamespace(path="shared://bob/srv/q3.pdf", status="indexed", pages=9, chunks=40, reason=None,
+                          added_by="bob")
+    row = build_rows([doc], [], None)[0]
+    assert row.name == "q3.pdf" and row.detail == "Indexed · 9 pages · 40 chunks · added by bob"
