@@ -419,6 +419,8 @@ def cmd_ask(args) -> int:
             _save_answer(chat, "".join(pieces), {"error": reason, "collection": collection})
         raise
     answer = stream.result
+    if lib.search_note:
+        note(args, f"warning: {printable(lib.search_note)}")
     if chat:
         from desktop.chats import answer_meta
 
@@ -849,7 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this collection (default: all)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list: path, collection, status, reason, code, pages, chunks, size, "
-                        "indexed_at")
+                        "indexed_at, added_by and on_this_pc (a shared library)")
 
     p = _command(sub, common, "remove", "remove files or folders from the index (the files stay on disk)",
                  "  sprig remove old-report.pdf\n  sprig remove --collection work ~/work/archive",

@@ -361,6 +361,13 @@ class Catalog:
                 "pages=?, chunks=?, crashes=0, indexed_at=?, added_by=?, remote=0 WHERE id=?",
                 (row["content_hash"], size, mtime, row["pages"], row["chunks"], time.time(), row["added_by"], doc_id))
 
+    def forget_shared_copies(self) -> None:
+        """Another server (or none): colleagues' cached documents go, and this PC's own count as
+        not yet on the server."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM documents WHERE remote=1")
+            db.execute("UPDATE documents SET added_by=NULL")
+
     def set_added_by(self, doc_id: int, added_by: str | None) -> None:
         with self.transaction() as db:
             db.execute("UPDATE documents SET added_by=? WHERE id=?", (added_by, doc_id))

@@ -25,6 +25,7 @@ from desktop.errors import Cancelled, DocumentError
 from desktop.files import is_under
 from desktop.rag.catalog import Catalog, Document
 from desktop.rag.loaders import Limits, check_size, is_supported
+from desktop.rag.shared import unwritten as shared_unwritten
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
 
 log = logging.getLogger(__name__)
@@ -280,9 +281,14 @@ class Library:
         started = time.perf_counter()
         summary = IndexSummary()
         self.catalog.ensure_collection(collection)
-        if self.sharing is not None:
-            self.sharing.refresh(collection)  # colleagues' documents first: theirs are not indexed twice
         files, folders, unsupported = expand_paths(raw_paths)
+        if self.sharing is not None:
+            # every file asked for is in the queue before the server is asked anything: if it
+            # cannot be reached, resume() finds them all
+            for path in files:
+                if self.catalog.document(collection, str(path)) is None:
+                    self.catalog.upsert_document(collection, str(path), status="queued")
+            self.sharing.refresh(collection)  # colleagues' documents first: theirs are not indexed twice
         for folder in folders:
             self.catalog.add_folder(collection, str(folder))
         for path in unsupported:
@@ -395,7 +401,9 @@ class Library:
             self._fail(doc_id, error, summary, str(path), hash_file=False)
             return None
         doc = self.catalog.document(collection, str(path))
-        if doc and doc.status == "indexed" and doc.size == stat.st_size and doc.mtime == stat.st_mtime:
+        unwritten = self.sharing is not None and doc is not None and shared_unwritten(doc)
+        if doc and doc.status == "indexed" and doc.size == stat.st_size and doc.mtime == stat.st_mtime \
+                and not unwritten:
             summary.skipped.append(str(path))
             return None
         try:
@@ -413,7 +421,7 @@ class Library:
             return None
         if doc and doc.status == "failed" and doc.code in ("timeout", "too_large") and self._limits_raised(doc):
             doc = self._forget_failure(doc)  # the limit it failed under was raised since
-        if doc and doc.content_hash == digest and doc.status in ("indexed", "failed"):
+        if doc and doc.content_hash == digest and doc.status in ("indexed", "failed") and not unwritten:
             if doc.status == "indexed" or doc.crashes >= MAX_CRASHES or doc.code not in ("crashed", "timeout"):
                 # unchanged: same content as last time (a failure would fail again)
                 self.catalog.upsert_document(collection, str(path), size=stat.st_size, mtime=stat.st_mtime)
@@ -685,7 +693,8 @@ class Library:
         total = IndexSummary()
         queued: dict[str, list[str]] = {}
         for doc in self.catalog.documents():
-            if doc.status == "queued" or (doc.status == "indexed" and _changed_on_disk(doc)):
+            if doc.status == "queued" or (doc.status == "indexed" and _changed_on_disk(doc)) or (
+                    self.sharing is not None and shared_unwritten(doc) and _exists(Path(doc.path))):
                 queued.setdefault(doc.collection, []).append(doc.path)
         for coll, paths in queued.items():
             total.merge(self.index(paths, coll, progress, cancel))

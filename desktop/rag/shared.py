@@ -29,6 +29,7 @@ import getpass
 import logging
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 REFRESH_EVERY_S = 2.0  # searches look for colleagues' new documents at most this often
 INDEXING, INDEXED = "indexing", "indexed"
 REMOTE_PREFIX = "shared://"
+SERVER_KEY = "library_server"  # catalog meta: the server this catalog is a cache of
+PULL_DOCS = 20  # colleagues' documents fetched per request when the cache catches up
+CHANGES_KEY = "~changes"  # a record whose token every change of a collection renews
 
 
 def who_am_i(name: str = "") -> str:
@@ -57,6 +61,12 @@ def remote_path(record: dict, key: str) -> str:
     """Where a colleague's document shows in this PC's library: ``shared://who/original/path``."""
     original = str(record.get("path") or record.get("name") or key).lstrip("/\\")
     return f"{REMOTE_PREFIX}{record.get('added_by') or 'someone'}/{original}"
+
+
+def unwritten(doc) -> bool:
+    """This PC's document, indexed before it used this server: searchable here, not yet there
+    (the next indexing job writes it, or takes the server's copy of the same content)."""
+    return doc.status == "indexed" and not doc.remote and not doc.added_by
 
 
 def chunk_metadata(content_hash: str, chunk) -> dict:
@@ -86,6 +96,12 @@ class Sharing:
         self.catalog = library.catalog
         self.me = who_am_i(library.settings.library_name)
         self._refreshed: dict[str, float] = {}
+        self._seen: dict[str, str] = {}  # collection -> the changes token its last refresh read
+        if self.catalog.get_meta(SERVER_KEY) != self.store.url:
+            # a first start on this server: what the catalog holds was not written to it
+            # (a local library, or another server's); resume() writes this PC's documents
+            self.catalog.forget_shared_copies()
+            self.catalog.set_meta(SERVER_KEY, self.store.url)
 
     # ---------------------------------------------------------------- ids and records
     def chunk_ids(self, collection: str, content_hash: str, chunks) -> list[str]:
@@ -110,7 +126,14 @@ class Sharing:
                           metadatas=[chunk_metadata(content_hash, c) for c in chunks])
         commit()
         self.store.put_record(collection, content_hash, self._record(path, INDEXED, pages, len(ids), added_by))
+        self.changed(collection)
         return added_by
+
+    def changed(self, collection: str) -> None:
+        """Tell every PC that the collection changed (after the change: a PC that reads the old
+        token reads the records after it too)."""
+        self.store.put_record(collection, CHANGES_KEY, {"token": uuid.uuid4().hex, "by": self.me,
+                                                        "at": time.time()})
 
     def unpublish(self, collection: str, content_hash: str | None) -> None:
         """Take a document out of the shared library: its chunks, then its record."""
@@ -118,6 +141,7 @@ class Sharing:
             return
         self.store.delete_where(collection, {"doc": content_hash})
         self.store.delete_record(collection, content_hash)
+        self.changed(collection)
 
     def adopt(self, collection: str, doc_id: int, content_hash: str, size: int, mtime: float) -> bool:
         """A file whose content is already indexed on the server: this PC's record takes the
@@ -157,32 +181,42 @@ class Sharing:
         return summary
 
     def _refresh_one(self, collection: str, summary: RefreshSummary) -> None:
-        records = self.store.records(collection)
+        # one small read when nothing changed since the last look; every record otherwise
+        # (the token is read first: a change made meanwhile renews it again)
+        token = str((self.store.record(collection, CHANGES_KEY) or {}).get("token", ""))
         local = self.catalog.documents(collection)
+        if token and token == self._seen.get(collection):
+            return
+        records = self.store.records(collection)
         held = {d.content_hash for d in local if d.content_hash and d.status in ("indexed", "indexing")}
         for doc in local:
-            if doc.status != "indexed" or not doc.content_hash:
+            if doc.status != "indexed" or not doc.content_hash or doc.content_hash in records:
                 continue
-            record = records.get(doc.content_hash)
-            if record is None:
-                # removed from the shared library (here, or by a colleague)
-                self.catalog.delete_document(doc.id)
-                self.library.forget_pages(doc.id)
-                summary.removed.append(doc.path)
-        for key, record in records.items():
-            if record.get("status") != INDEXED or key in held:
-                continue
-            rows = self.store.chunks_where(collection, {"doc": key})
-            if not rows or len(rows) != int(record.get("chunks") or 0):
-                continue  # still being written: next time
-            rows.sort(key=lambda r: int(r[2]["seq"]))
-            path = remote_path(record, key)
-            if self.catalog.document(collection, path) is not None:
-                continue
-            self.catalog.insert_remote(collection, path, key, str(record.get("added_by") or ""),
-                                       int(record.get("pages") or 1), [r[0] for r in rows],
-                                       [chunk_from(r[1], r[2]) for r in rows])
-            summary.added.append(path)
+            if unwritten(doc):
+                continue  # indexed before this PC used the server: resume() writes it there
+            # removed from the shared library (here, or by a colleague)
+            self.catalog.delete_document(doc.id)
+            self.library.forget_pages(doc.id)
+            summary.removed.append(doc.path)
+        wanted = [k for k, r in records.items() if r.get("status") == INDEXED and k not in held
+                  and self.catalog.document(collection, remote_path(r, k)) is None]
+        for start in range(0, len(wanted), PULL_DOCS):  # a few documents' chunks per request
+            group = wanted[start:start + PULL_DOCS]
+            by_doc: dict[str, list[tuple]] = {}
+            where = {"doc": group[0]} if len(group) == 1 else {"doc": {"$in": group}}
+            for row in self.store.chunks_where(collection, where):
+                by_doc.setdefault(str(row[2].get("doc")), []).append(row)
+            for key in group:
+                record, rows = records[key], by_doc.get(key, [])
+                if not rows or len(rows) != int(record.get("chunks") or 0):
+                    continue  # still being written: next time
+                rows.sort(key=lambda r: int(r[2]["seq"]))
+                path = remote_path(record, key)
+                self.catalog.insert_remote(collection, path, key, str(record.get("added_by") or ""),
+                                           int(record.get("pages") or 1), [r[0] for r in rows],
+                                           [chunk_from(r[1], r[2]) for r in rows])
+                summary.added.append(path)
+        self._seen[collection] = token
 
     # ---------------------------------------------------------------- after a crash
     def recover(self) -> None:
@@ -199,6 +233,7 @@ class Sharing:
                 if doc is not None and doc.chunks == int(record.get("chunks") or -1) and \
                         len(self.store.existing(coll, self.catalog.chunk_ids(doc.id))) == doc.chunks:
                     self.store.put_record(coll, key, {**record, "status": INDEXED})
+                    self.changed(coll)
                 else:
                     self.unpublish(coll, key)
 
@@ -258,7 +293,10 @@ def copy_to_server(library, url: str, token: str = "", progress=None) -> dict:
                               sharing._record(doc.path, INDEXED, doc.pages, len(chunks), added_by))
             rekey[doc.id] = dict(zip(old_ids, new_ids, strict=True))
             signed[doc.id] = added_by
+        for coll in {d.collection for d in docs}:
+            sharing.changed(coll)
         library.catalog.switch_ids(rekey, added_by=signed, drop=duplicates)
+        library.catalog.set_meta(SERVER_KEY, url)  # the catalog is now a cache of this server
     finally:
         server.close()
     for coll in library.catalog.collections():
@@ -294,6 +332,7 @@ def copy_to_local(library, progress=None) -> dict:
             local.upsert(doc.collection, new_ids, [vectors[i] for i in old_ids], doc.id)
             rekey[doc.id] = dict(zip(old_ids, new_ids, strict=True))
         library.catalog.switch_ids(rekey)
+        library.catalog.set_meta(SERVER_KEY, "")  # ids are local again: a later return starts afresh
     finally:
         local.close()
     return {"documents": len(rekey)}

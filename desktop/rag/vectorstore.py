@@ -229,7 +229,8 @@ class VectorStore:
             got = col.get(include=["metadatas"], limit=5000, offset=offset)
             if not got["ids"]:
                 return out
-            out.update(zip(got["ids"], (m or {} for m in got["metadatas"]), strict=True))
+            out.update((k, m or {}) for k, m in zip(got["ids"], got["metadatas"], strict=True)
+                       if not k.startswith("~"))  # "~changes": a marker, not a document
             offset += len(got["ids"])
 
     @_guarded
@@ -237,10 +238,18 @@ class VectorStore:
         got = self._records(collection).get(ids=[key], include=["metadatas"])
         return (got["metadatas"][0] or {}) if got["ids"] else None
 
-    @_guarded
     def put_record(self, collection: str, key: str, meta: dict) -> None:
-        clean = {k: v for k, v in meta.items() if v is not None}
-        self._records(collection).upsert(ids=[key], embeddings=[[1.0]], metadatas=[clean])
+        self.put_records(collection, {key: meta})
+
+    @_guarded
+    def put_records(self, collection: str, records: dict[str, dict]) -> None:
+        """Document records by key (a record carries no vector: a placeholder one)."""
+        keys = list(records)
+        col = self._records(collection)
+        for start in range(0, len(keys), 1000):
+            part = keys[start:start + 1000]
+            col.upsert(ids=part, embeddings=[[1.0]] * len(part),
+                       metadatas=[{k: v for k, v in records[key].items() if v is not None} for key in part])
 
     @_guarded
     def delete_record(self, collection: str, key: str) -> None:

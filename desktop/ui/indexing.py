@@ -14,9 +14,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop.display import display_name
+from desktop.errors import StoreUnavailable
 from desktop.rag.types import CancelToken, IndexSummary, Progress
 from desktop.ui.errors import user_message
 from desktop.ui.workers import Worker
@@ -98,6 +99,9 @@ def run_request(library, request: Request, cancel: CancelToken, report) -> Index
     return summary
 
 
+SERVER_RETRY_S = 30
+
+
 class IndexingController(QObject):
     progress = Signal(object)  # Progress of the running job
     state_changed = Signal()  # started, finished, queued or cancelled something
@@ -115,6 +119,11 @@ class IndexingController(QObject):
         self._worker: Worker | None = None
         self._cancel: CancelToken | None = None
         self._closing = False
+        # a shared library's server went away: try again (recover, resume) until it is back
+        self.retry = QTimer(self)
+        self.retry.setSingleShot(True)
+        self.retry.setInterval(SERVER_RETRY_S * 1000)
+        self.retry.timeout.connect(self.startup)
 
     # ------------------------------------------------------------ requests
     def add(self, paths: list[str | Path], collection: str) -> None:
@@ -211,7 +220,12 @@ class IndexingController(QObject):
         self.job_finished.emit(request, summary)
 
     def _on_error(self, request: Request, exc: BaseException) -> None:
-        self.job_failed.emit(request, user_message(exc))
+        message = user_message(exc)
+        if isinstance(exc, StoreUnavailable) and not self._closing:
+            self.retry.start()
+            message += (f". Nothing is lost: the files wait in the queue and Sprig tries again every "
+                        f"{SERVER_RETRY_S} s")
+        self.job_failed.emit(request, message)
 
     def _on_finished(self) -> None:
         request = self.current
@@ -228,6 +242,7 @@ class IndexingController(QObject):
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Cancel everything and wait for the running job (the window is closing)."""
         self._closing = True
+        self.retry.stop()
         self.queue.clear()
         worker = self._worker
         if worker is None:

@@ -197,6 +197,12 @@ class MainWindow(QMainWindow):
         action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
         action(help_menu, "&About Sprig", self.show_about)
 
+    def _say_search_note(self, *_args) -> None:
+        """A shared library whose server is down answered by keyword only: say so."""
+        note = getattr(self.library, "search_note", "")
+        if note:
+            self.statusBar().showMessage(note, 20000)
+
     def _wire(self) -> None:
         self.documents.add_requested.connect(self.add_paths)
         self.documents.remove_requested.connect(self.remove_documents)
@@ -211,6 +217,7 @@ class MainWindow(QMainWindow):
         self.chat_view.input.escape_pressed.connect(self.escape)
         self.viewer.closed.connect(self._fold_viewer)
         self.chat.conversation_opened.connect(self._on_conversation_opened)
+        self.chat.answer_finished.connect(self._say_search_note)
         self.engine.state_changed.connect(self._on_engine_state)
         self.indexing.state_changed.connect(self._update_index_status)
         self.indexing.progress.connect(lambda _p: self._update_index_status())

@@ -245,3 +245,24 @@ def test_nothing_listening_is_a_clear_error_and_nothing_is_moved(tmp_path, sprig
     assert main(["library", "--to-server", url]) != 0
     assert url in capsys.readouterr().err
     assert Settings.load(Paths(sprig_home).settings).chroma_url == ""
+
+
+def test_a_library_switched_to_a_server_in_settings_writes_its_documents_there(server, tmp_path, embedder):
+    home = tmp_path / "switcher"
+    local = Library(Paths(home), Settings(), embedder=embedder)
+    manual = files_of(tmp_path, "switcher") / "manual.txt"
+    manual.write_text(MANUAL, encoding="utf-8")
+    assert not local.index([manual]).failed
+    local.close()
+    # the setting changed by hand, no `sprig library --to-server`: nothing is dropped, the
+    # document stays searchable here and is written to the server by the next job
+    lib = Library(Paths(home), Settings(chroma_url=server.url, library_name="switcher"), embedder=embedder)
+    lib.refresh(force=True)
+    assert [d.status for d in lib.documents()] == ["indexed"]
+    assert lib.store.records("default") == {}
+    assert "locker 12" in lib.search("spare impeller locker", k=1, mode="keyword")[0].text
+    assert lib.resume().indexed == [str(manual)]
+    assert lib.store.record("default", lib.documents()[0].content_hash)["added_by"] == "switcher"
+    assert lib.consistency_report()["missing_vectors"] == 0
+    assert "locker 12" in lib.search("Where is the spare impeller stored?", k=1)[0].text
+    lib.close()
