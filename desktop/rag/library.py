@@ -565,7 +565,9 @@ class Library:
         except StoreUnavailable:
             doc = self.catalog.document_by_id(doc_id)
             if doc is not None and doc.status == "indexing":
-                self.catalog.set_status(doc_id, "queued")
+                # an older version stays searchable here (resume() sees the file changed); a new
+                # document waits in the queue
+                self.catalog.set_status(doc_id, "indexed" if before and before.status == "indexed" else "queued")
             raise
         self.catalog.set_added_by(doc_id, added_by)
         self._edges_cache.pop(doc_id, None)

@@ -266,3 +266,28 @@ def test_a_library_switched_to_a_server_in_settings_writes_its_documents_there(s
     assert lib.consistency_report()["missing_vectors"] == 0
     assert "locker 12" in lib.search("Where is the spare impeller stored?", k=1)[0].text
     lib.close()
+
+
+def test_a_changed_file_keeps_its_older_version_searchable_while_the_server_is_away(server, tmp_path, embedder):
+    alice = pc(tmp_path, "alice", server.url, embedder)
+    note = files_of(tmp_path, "alice") / "minutes.txt"
+    note.write_text("Minutes.\n\nThe budget was approved on Tuesday.\n", "utf-8")
+    assert not alice.index([note]).failed
+    note.write_text("Minutes, revised.\n\nThe budget was approved on Thursday.\n", "utf-8")
+
+    def kill_when_writing(p):
+        if p.stage == "store":
+            server.kill()
+
+    with pytest.raises(StoreUnavailable):
+        alice.index([note], progress=kill_when_writing)
+    assert [d.status for d in alice.documents()] == ["indexed"]
+    assert "Tuesday" in alice.search("budget approved", k=1)[0].text  # the older version, by keyword
+
+    server.start()
+    alice.recover()
+    assert alice.resume().indexed == [str(note)]
+    assert "Thursday" in alice.search("When was the budget approved?", k=1)[0].text
+    assert len(alice.store.records("default")) == 1  # the older version left the server
+    assert alice.consistency_report()["missing_vectors"] == alice.consistency_report()["orphan_vectors"] == 0
+    alice.close()
