@@ -732,6 +732,162 @@ def derived_vectors(real, n: int, seed: int = 5):
     return v.astype(np.float32), i
 
 
+CANDIDATES = 30  # vector hits a hybrid search asks for (max(30, 4 k))
+
+
+def more_vectors(real, have: int, size: int):
+    """(vectors, index of the real chunk each comes from) to grow a store from ``have`` to
+    ``size``: the real vectors first, then vectors derived from them."""
+    import numpy as np
+
+    need = size - have
+    if have:
+        return derived_vectors(real, need, seed=size)
+    take = min(need, len(real))
+    vecs, src = real[:take], np.arange(take)
+    if need > take:
+        dv, ds = derived_vectors(real, need - take)
+        vecs, src = np.concatenate([vecs, dv]), np.concatenate([src, ds])
+    return vecs, src
+
+
+def retrieval_inputs(ctx: Context):
+    """Real SQuAD chunks and their vectors, and real questions with theirs (computed once)."""
+    cached = getattr(ctx, "_retrieval_inputs", None)
+    if cached is not None:
+        return cached
+    chunks = corpus.squad_chunks(ctx.tokenizer)
+    if ctx.mode == "smoke":
+        chunks = chunks[:100]
+    texts = [c[3] for c in chunks]
+    log(f"retrieval: embedding {len(texts)} real SQuAD chunks")
+    real = sprig_embed(ctx.embedder, texts)
+    rng = random.Random(11)
+    qa = rng.sample([q for q in corpus.squad_qa()], ctx.cfg["queries"])
+    questions = [q["question"] for q in qa]
+    qvecs = ctx.embedder.embed(questions)
+    table = {q: v for q, v in zip(questions, qvecs, strict=True)}
+    ctx._retrieval_inputs = (texts, real, questions, qvecs, table)
+    return ctx._retrieval_inputs
+
+
+def bench_shared(ctx: Context) -> None:
+    """A shared library on Chroma's own server (``chroma run`` on loopback): writing chunks
+    with their text and records, and hybrid retrieval, against the raw HTTP client doing the
+    same requests and against the embedded store (the retrieval stage)."""
+    import chromadb
+
+    from desktop.rag.library import Library
+    from desktop.rag.shared import chunk_metadata
+    from desktop.rag.types import Chunk
+    from tests.helpers.chroma_server import ChromaServer
+
+    cfg = ctx.cfg
+    texts, real, questions, _qvecs, table = retrieval_inputs(ctx)
+    folder = ctx.work / "chroma-server"
+    folder.mkdir()
+    server = ChromaServer(folder)
+    server.start()
+    out = ctx.results.setdefault("shared", {"server": "chroma run (chromadb 1.5.9), loopback, same machine"})
+    try:
+        lib = Library(Paths(ctx.work / "shared-home"), Settings(chroma_url=server.url, library_name="bench"),
+                      embedder=_CachedQueries(ctx.embedder, table))
+        raw_client = chromadb.HttpClient(host="127.0.0.1", port=server.port,
+                                         settings=chromadb.config.Settings(anonymized_telemetry=False))
+        raw_col = raw_client.get_or_create_collection("raw_bench", metadata={"hnsw:space": "cosine"},
+                                                      embedding_function=None)
+        collection, written, doc = "default", 0, 0
+        for size in cfg["retrieval_sizes"]:
+            need = size - written
+            vecs, src = more_vectors(real, written, size)
+            log(f"shared: writing {need} chunks through the server (to {size})")
+            sprig_s = raw_s = 0.0
+            for start in range(0, need, 1000):
+                doc += 1
+                n = min(1000, need - start)
+                part = [Chunk(seq=k, page=None, char_start=0, char_end=len(texts[src[start + k]]),
+                              text=texts[src[start + k]]) for k in range(n)]
+                digest = f"{doc:064x}"
+                ids = lib.sharing.chunk_ids(collection, digest, part)
+                path = f"/bench/doc-{doc:05d}.txt"
+                doc_id = lib.catalog.upsert_document(collection, path, status="indexing")
+                metas = [chunk_metadata(digest, c) for c in part]
+                v = vecs[start:start + n]
+                t = time.perf_counter()
+                lib.sharing.publish(collection, path, digest, ids, v, part, 1, lambda doc_id=doc_id, ids=ids, part=part,
+                                    digest=digest: lib.catalog.replace_chunks(doc_id, ids, part, content_hash=digest,
+                                                                               size=0, mtime=0.0, pages=1))
+                sprig_s += time.perf_counter() - t
+                t = time.perf_counter()
+                raw_col.upsert(ids=ids, embeddings=v, documents=[c.text for c in part], metadatas=metas)
+                raw_s += time.perf_counter() - t
+            written = size
+            lat = {"raw": [], "sprig_store": [], "sprig_hybrid": [], "refresh": []}
+            for i, q in enumerate(questions):
+                v = table[q]
+                arms = [("raw", lambda v=v: raw_col.query(query_embeddings=[v], n_results=CANDIDATES,
+                                                          include=["distances"])),
+                        ("sprig_store", lambda v=v: lib.store.query(collection, v, CANDIDATES)),
+                        ("sprig_hybrid", lambda q=q: lib.search(q, k=4)),
+                        ("refresh", lambda: lib.refresh(collection, force=True))]
+                if i % 2:
+                    arms.reverse()
+                for name, fn in arms:
+                    t = time.perf_counter()
+                    fn()
+                    lat[name].append(time.perf_counter() - t)
+            ms = {k: {"p50": round(common.percentile(x, 0.5) * 1e3, 2),
+                      "p95": round(common.percentile(x, 0.95) * 1e3, 2)} for k, x in lat.items()}
+            disk = sum(f.stat().st_size for f in (folder / "data").rglob("*") if f.is_file())
+            res = {"write_chunks_per_s": round(need / sprig_s), "raw_write_chunks_per_s": round(need / raw_s),
+                   "latency_ms": ms, "ratio_store": ratio(lat["raw"], lat["sprig_store"]),
+                   # both collections are written (Sprig's and the raw arm's): halve for one copy
+                   "server_disk_mb_per_copy": round(disk / 2 / 1e6, 1),
+                   "server_rss_mb": round(server.rss_bytes() / 1e6, 1)}
+            out[str(size)] = res
+            label = f"{size // 1000}k" if size >= 1000 else str(size)
+            embedded = ctx.results.get("retrieval", {}).get(str(size), {})
+            ctx.row(f"shared library: write to {label} (chunks/s)", f"{res['write_chunks_per_s']:,}",
+                    f"{res['raw_write_chunks_per_s']:,}",
+                    {"ratio": res["write_chunks_per_s"] / res["raw_write_chunks_per_s"]})
+            ctx.row(f"  vector query through the server at {label} (p50/p95 ms)",
+                    f"{ms['sprig_store']['p50']:.1f}/{ms['sprig_store']['p95']:.1f}",
+                    f"{ms['raw']['p50']:.1f}/{ms['raw']['p95']:.1f}", res["ratio_store"])
+            hybrid = embedded.get("latency_ms", {}).get("sprig_hybrid")
+            ctx.row(f"  hybrid retrieval through the server at {label} (p50/p95 ms)",
+                    f"{ms['sprig_hybrid']['p50']:.1f}/{ms['sprig_hybrid']['p95']:.1f}",
+                    f"embedded {hybrid['p50']:.1f}/{hybrid['p95']:.1f}" if hybrid else "", None)
+            ctx.row(f"  server: disk per copy / memory at {label} (MB)",
+                    f"{res['server_disk_mb_per_copy']:.0f} / {res['server_rss_mb']:.0f}", "", None)
+            ctx.row(f"  looking for colleagues' changes, {doc} documents (p50/p95 ms)",
+                    f"{ms['refresh']['p50']:.1f}/{ms['refresh']['p95']:.1f}", "", None)
+        # the look for changes at 10,000 documents: one token read when nothing changed, every
+        # record when something did (records only: being written, so no chunks are fetched)
+        many = 10_000 if ctx.mode != "smoke" else 500
+        lib.store.put_records("records-scale", {
+            f"{k:064x}": {"name": f"doc-{k}.pdf", "path": f"/srv/docs/doc-{k}.pdf", "added_by": "bench",
+                          "added_at": 0.0, "status": "indexing", "pages": 10, "chunks": 60, "writer": "other"}
+            for k in range(many)})
+        unchanged, changed = [], []
+        for _ in range(20):
+            lib.sharing.changed("records-scale")
+            t = time.perf_counter()
+            lib.refresh("records-scale", force=True)
+            changed.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            lib.refresh("records-scale", force=True)
+            unchanged.append(time.perf_counter() - t)
+        out["refresh_at_many_ms"] = {"documents": many,
+                                     "unchanged_p50": round(common.percentile(unchanged, 0.5) * 1e3, 1),
+                                     "changed_p50": round(common.percentile(changed, 0.5) * 1e3, 1)}
+        ctx.row(f"  looking for changes, {many:,} documents: none / some (p50 ms)",
+                f"{out['refresh_at_many_ms']['unchanged_p50']:.1f} / {out['refresh_at_many_ms']['changed_p50']:.1f}",
+                "", None)
+        lib.close()
+    finally:
+        server.kill()
+
+
 def bench_retrieval(ctx: Context) -> Path:
     import numpy as np
 
@@ -741,17 +897,7 @@ def bench_retrieval(ctx: Context) -> Path:
 
     cfg = ctx.cfg
     emb = ctx.embedder
-    chunks = corpus.squad_chunks(ctx.tokenizer)
-    if ctx.mode == "smoke":
-        chunks = chunks[:100]
-    texts = [c[3] for c in chunks]
-    log(f"retrieval: embedding {len(texts)} real SQuAD chunks")
-    real = sprig_embed(emb, texts)
-    rng = random.Random(11)
-    qa = rng.sample([q for q in corpus.squad_qa()], cfg["queries"])
-    questions = [q["question"] for q in qa]
-    qvecs = emb.embed(questions)
-    table = {q: v for q, v in zip(questions, qvecs, strict=True)}
+    texts, real, questions, qvecs, table = retrieval_inputs(ctx)
     home = ctx.work / "retrieval-home"
     lib = Library(Paths(home), Settings(), embedder=_CachedQueries(emb, table))
     collection = "default"
@@ -764,15 +910,7 @@ def bench_retrieval(ctx: Context) -> Path:
     doc = 0
     for size in cfg["retrieval_sizes"]:
         need = size - len(all_ids)
-        if len(all_ids) == 0:
-            take = min(need, len(real))
-            new_vecs, src = real[:take], np.arange(take)
-            rest = need - take
-            if rest > 0:
-                dv, ds = derived_vectors(real, rest)
-                new_vecs, src = np.concatenate([new_vecs, dv]), np.concatenate([src, ds])
-        else:
-            new_vecs, src = derived_vectors(real, need, seed=size)
+        new_vecs, src = more_vectors(real, len(all_ids), size)
         log(f"retrieval: writing {need} vectors and chunks (to {size})")
         t = time.perf_counter()
         for start in range(0, need, 1000):
@@ -939,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="under 5 minutes on 2 cores")
     group.add_argument("--smoke", action="store_true", help="seconds: tiny inputs (CI)")
-    parser.add_argument("--only", help="comma list of stages: llm,pdf,embed,store,index,retrieval,cold,rss,sweep")
+    parser.add_argument("--only", help="comma list of stages: llm,pdf,embed,store,index,retrieval,shared,cold,rss,sweep")
     parser.add_argument("--chat-rss", help=argparse.SUPPRESS)
     parser.add_argument("--gguf", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -988,6 +1126,8 @@ def main(argv: list[str] | None = None) -> int:
         home = None
         if want("retrieval"):
             home = bench_retrieval(ctx)
+        if want("shared"):
+            bench_shared(ctx)
         if want("rss") and cfg["chat_rss"] and home is not None:
             bench_chat_rss(ctx, home)
         if (want("sweep") and cfg["sweep"]) or (only and "sweep" in only):

@@ -50,6 +50,16 @@ class ChromaServer:
                                    f"{self.log.read_text()[-3000:]}")
             time.sleep(0.1)
 
+    def rss_bytes(self) -> int:
+        """The server process's resident memory (Linux), 0 if unknown."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, AttributeError, ValueError):
+            pass
+        return 0
+
     def kill(self) -> None:
         """As a crash or a pulled cable would: no goodbye."""
         if self.proc is not None and self.proc.poll() is None:
