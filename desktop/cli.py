@@ -139,6 +139,8 @@ class _Bar:
         elif p.stage == "parse":
             print(f"  [{p.file_index}/{p.file_count}] {name}", file=self.stream, flush=True)
             self.last = now
+        elif p.stage == "prepare":
+            print(f"  {printable(p.message)}", file=self.stream, flush=True)
         elif p.stage == "embed" and p.chunks and now - self.last >= 15:
             print(f"  [{p.file_index}/{p.file_count}] {name}: {p.chunks_done}/{p.chunks} chunks",
                   file=self.stream, flush=True)

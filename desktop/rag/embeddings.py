@@ -112,6 +112,12 @@ class Embedder:
         return self._model is not None
 
     @property
+    def needs_build(self) -> bool:
+        """True until the ONNX file is built in this data folder (about 30 s on 2 cores, once)."""
+        return self._model is None and self.backend != "torch" and not _is_built(
+            onnx_model_path(self.cache_dir, self.backend), self.model_dir, self.backend)
+
+    @property
     def onnx_path(self) -> Path | None:
         """The ONNX file this embedder runs (None for the torch backend)."""
         if self.backend == "torch":

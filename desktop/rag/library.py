@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[Progress], None]
 MAX_CRASHES = 2
 IN_FLIGHT = "indexing_in_flight"  # catalog meta key: the document being embedded and written
+PREPARE_MESSAGE = "preparing the embedder (once per data folder: up to half a minute)"
 REBUILD_PENDING = "vector_rebuild_pending"  # catalog meta key, "1" while a rebuild runs
 
 
@@ -519,6 +520,11 @@ class Library:
         npages = sum(1 for p in pages if p.number is not None) or 1
         if not chunks:
             raise DocumentError("no_text", "the file contains no text")
+        if getattr(self.embedder, "needs_build", False):
+            # the first document in a fresh data folder: say why nothing moves for a while
+            progress(Progress("prepare", n, total, str(path), pages=npages, chunks=len(chunks),
+                              message=PREPARE_MESSAGE))
+            self.embedder.load()
         progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks)))
         batch = 64
         parts = []

@@ -60,7 +60,8 @@ class Passage:
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a long job. ``stage`` is one of: scan, parse, embed, store, done, skip, fail."""
+    """One step of a long job. ``stage`` is one of: scan, parse, prepare (the embedder built
+    once per data folder), embed, store, done, skip, fail."""
 
     stage: str
     file_index: int  # 1-based index of the current file

@@ -88,6 +88,13 @@ def run_request(library, request: Request, cancel: CancelToken, report) -> Index
         report = ensure_store(library.paths, library.settings, progress=progress, library=library)
         if report.status != "ok":
             log.warning("vector store: %s", report.message)
+        embedder = library.embedder
+        if getattr(embedder, "needs_build", False) and not cancel.cancelled:
+            # a fresh data folder: build the embedder now, before the first drop needs it
+            from desktop.rag.library import PREPARE_MESSAGE
+
+            progress(Progress("prepare", 1, 1, "", message=PREPARE_MESSAGE))
+            embedder.load()
         if library.sharing is not None:
             library.refresh(force=True)  # a shared library: what colleagues added or removed since
         summary.merge(library.resume(progress=progress, cancel=cancel))

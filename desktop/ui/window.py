@@ -494,7 +494,11 @@ class MainWindow(QMainWindow):
             self.index_bar.hide()
             return
         p = self.indexing.last_progress
-        self.index_status.setText(f"{request.label}" + (f" ({p.file_index}/{p.file_count})" if p and p.file_count else ""))
+        if p is not None and p.stage == "prepare":
+            self.index_status.setText(p.message[:1].upper() + p.message[1:])
+        else:
+            self.index_status.setText(f"{request.label}" + (f" ({p.file_index}/{p.file_count})"
+                                                            if p and p.file_count else ""))
         self.index_bar.show()
         self.index_bar.setValue(int((p.fraction if p and p.stage != "scan" else 0.0) * 1000))
 

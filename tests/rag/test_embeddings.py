@@ -120,6 +120,13 @@ def test_onnx_models_built_once_with_manifest(embedders, onnx_cache):
     assert embedders["onnx-int8"].onnx_path.stat().st_size < embedders["onnx"].onnx_path.stat().st_size / 3
 
 
+def test_needs_build_until_the_onnx_file_is_there(embedders, onnx_cache, tmp_path):
+    assert E.Embedder(backend="onnx-int8", cache_dir=tmp_path).needs_build  # a fresh data folder
+    assert not E.Embedder(backend="onnx-int8", cache_dir=onnx_cache).needs_build  # built, not loaded
+    assert not embedders["onnx-int8"].needs_build
+    assert not E.Embedder(backend="torch", cache_dir=tmp_path).needs_build  # nothing to build
+
+
 def test_a_damaged_build_is_rebuilt(embedders, tmp_path):
     import shutil
 

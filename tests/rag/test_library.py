@@ -9,6 +9,7 @@ import pytest
 
 from desktop.rag.types import CancelToken
 from tests.conftest import eval_path, load_eval
+from tests.helpers.embedders import Unbuilt
 
 AMCOR = ("financebench", "pdfs", "AMCOR_2023Q4_EARNINGS.pdf")
 
@@ -189,3 +190,22 @@ def test_a_file_failed_under_a_limit_is_retried_once_the_limit_is_raised(sprig_h
     summary = lib.index([big])
     lib.close()
     assert summary.indexed == [str(big)], summary.failed
+
+
+def test_the_first_document_says_the_embedder_is_being_prepared(sprig_home, tmp_path, embedder):
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import PREPARE_MESSAGE, Library
+
+    unbuilt = Unbuilt(embedder)
+    lib = Library(Paths(sprig_home), Settings(), embedder=unbuilt)
+    notes = []
+    for i in range(2):
+        notes.append(tmp_path / f"note-{i}.txt")
+        notes[-1].write_text(f"Note {i}.\n\nThe pump is serviced every {500 + i} hours.\n", "utf-8")
+    stages = []
+    lib.index(notes, progress=lambda p: stages.append((p.stage, p.file_index, p.message)))
+    prepares = [s for s in stages if s[0] == "prepare"]
+    assert prepares == [("prepare", 1, PREPARE_MESSAGE)]  # once, for the first file, before it embeds
+    assert stages.index(prepares[0]) < stages.index(next(s for s in stages if s[0] == "embed"))
+    assert unbuilt.loads == 1
+    lib.close()

@@ -15,26 +15,12 @@ from desktop.errors import StoreUnavailable
 from desktop.rag.library import Library
 from tests.conftest import eval_path
 from tests.helpers.chroma_server import ChromaServer
+from tests.helpers.embedders import CountingEmbedder
 
 PEPSICO = ("financebench", "pdfs", "PEPSICO_2023_8K_dated-2023-05-05.pdf")
 AMCOR = ("financebench", "pdfs", "AMCOR_2022_8K_dated-2022-07-01.pdf")
 MANUAL = ("Pump manual.\n\nThe spare impeller is stored in locker 12 of the east workshop. "
           "The pump must be serviced every 500 hours.\n\nThe cabinet is painted green.\n")
-
-
-class CountingEmbedder:
-    """The real embedder, counting the passages it embeds (queries are not counted)."""
-
-    def __init__(self, real):
-        self.real = real
-        self.passages = 0
-
-    def embed(self, texts):
-        self.passages += len(texts)
-        return self.real.embed(texts)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
 
 
 @pytest.fixture

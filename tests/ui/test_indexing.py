@@ -1,5 +1,6 @@
-"""The window's indexing queue with a shared library whose server goes away: the files dropped
-wait in the queue, the user is told, and indexing resumes by itself once the server is back."""
+"""The window's indexing queue: the first start prepares the embedder before any drop; with a
+shared library whose server goes away, the files dropped wait in the queue, the user is told,
+and indexing resumes by itself once the server is back."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def test_files_dropped_while_the_server_is_down_are_indexed_when_it_is_back(qtbo
         controller.shutdown()
         lib.close()
         server.kill()
+
+
+def test_the_first_start_prepares_the_embedder_before_any_drop(qtbot, sprig_home, embedder):
+    from desktop.rag.library import PREPARE_MESSAGE
+    from desktop.rag.types import CancelToken
+    from desktop.ui.indexing import Request, run_request
+    from tests.helpers.embedders import Unbuilt
+
+    unbuilt = Unbuilt(embedder)
+    lib = Library(Paths(sprig_home), Settings(), embedder=unbuilt)
+    seen = []
+    try:
+        run_request(lib, Request("startup", None), CancelToken(), seen.append)
+    finally:
+        lib.close()
+    assert [p.message for p in seen if p.stage == "prepare"] == [PREPARE_MESSAGE]
+    assert unbuilt.loads == 1 and not unbuilt.needs_build
