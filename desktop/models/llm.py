@@ -33,7 +33,7 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 PLAIN_STOPS = ["\n\n", "\nQuestion:", "Question:", "\nPassages", "<passages", "<end_of_turn>", "<|endoftext|>"]
 
 
-def default_threads() -> tuple[int, int]:
+def llm_threads() -> tuple[int, int]:
     """(generation threads, prompt threads): physical cores for decode, all for prefill."""
     logical = os.cpu_count() or 2
     try:
@@ -114,7 +114,7 @@ class LocalModel(ChatModel):
                  n_threads_batch: int | None = None, seed: int = 1234):
         self.path = Path(path)
         self.n_ctx = n_ctx
-        threads, batch_threads = default_threads()
+        threads, batch_threads = llm_threads()
         self.n_threads = n_threads or threads
         self.n_threads_batch = n_threads_batch or batch_threads
         self.seed = seed

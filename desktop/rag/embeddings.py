@@ -179,7 +179,7 @@ def _load_sentence_transformer(model_dir: Path, threads: int | None):
 # ---------------------------------------------------------------- ONNX Runtime
 
 
-def default_threads() -> int:
+def embedding_threads() -> int:
     """Physical cores, as PyTorch uses by default."""
     try:
         import psutil
@@ -206,7 +206,7 @@ class _OnnxEncoder:
         if hasattr(ort, "disable_telemetry_events"):  # belt and braces: the env var is set first
             ort.disable_telemetry_events()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        options.intra_op_num_threads = threads or embedding_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3

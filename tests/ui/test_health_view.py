@@ -105,7 +105,8 @@ def test_an_unchecked_collection_is_checked_in_the_background_with_progress(qtbo
     kept: list = [None]
     badge = badge_for(qtbot, auto=True, check=check, lookup=lambda library, collection: (True, kept[0]))
     try:
-        qtbot.waitUntil(lambda: badge.running, timeout=5000)
+        # running is set on the GUI thread when the job starts; the check runs on its worker
+        qtbot.waitUntil(lambda: badge.running and bool(asked), timeout=5000)
         assert asked == [("default", False)]
         dialog = badge.open_details()
         assert dialog.bar.isVisible() and dialog.cancel_button.isVisible()
