@@ -472,13 +472,13 @@ class RawOnnx:
 def raw_embedder(embedder):
     """A function texts -> vectors doing the same work as ``embedder`` with the bare library
     (same model file, threads, and one text per call where Sprig does that)."""
-    from desktop.rag.embeddings import default_threads
+    from desktop.rag.embeddings import embedding_threads
 
     if embedder.backend == "torch":
         st = embedder.load()
         return lambda texts: st.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True,
                                        convert_to_numpy=True, show_progress_bar=False)
-    raw = RawOnnx(embedder.onnx_path, embedder.model_dir, embedder.threads or default_threads(),
+    raw = RawOnnx(embedder.onnx_path, embedder.model_dir, embedder.threads or embedding_threads(),
                   per_text=embedder.load().per_text)
     return lambda texts: raw.encode(texts, embedder.batch_size)
 
@@ -693,6 +693,75 @@ def bench_indexing(ctx: Context) -> None:
             res["ratio"], ">=0.95 (>1 = overlap)", res["ratio"]["ratio"] >= TARGETS["stage_ratio_min"])
     label = "1,000 pages" + (" (extrapolated)" if pages != 1000 else "")
     ctx.row(f"  {label}", f"{per_1000:.0f} s", "", None, "<=60 s", per_1000 <= TARGETS["index_1000_pages_s_max"])
+
+
+# ---------------------------------------------------------------- drop to first answer
+def bench_first_answer(ctx: Context) -> None:
+    """Drop to first cited answer, through the window's path (Library.index, then
+    AnswerEngine.from_settings and ask): a 100-page text PDF and one question it answers.
+    Fresh: a new data folder with its own models folder, so the embedder is built and the
+    bundled model assembled and loaded on the way (all in sequence; the window starts the
+    model loading at launch, so this is an upper bound). Warm: the same folder, models loaded,
+    a second 100-page PDF."""
+    from desktop.rag.answer import AnswerEngine
+    from desktop.rag.embeddings import Embedder
+    from desktop.rag.library import Library
+
+    pages = 100 if ctx.mode != "smoke" else 4
+    files = corpus.text_pdfs(ctx.work / "pdfs-first", 2 * pages, pages_per_file=pages)
+    questions = [corpus_question(files[0])]
+    questions.append(corpus_question(files[1], skip=questions[0]))
+    home = ctx.work / "first-home"
+    paths = Paths(home)
+    shared_models = os.environ.pop("SPRIG_MODELS", None)  # this data folder gets its own
+    settings = Settings(max_answer_tokens=48)
+    out = ctx.results.setdefault("first_answer", {"pages": pages, "questions": questions})
+    engine = None
+    for label, pdf, question in (("fresh", files[0], questions[0]), ("warm", files[1], questions[1])):
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if engine is None:
+            lib = Library(paths, settings, embedder=Embedder(cache_dir=paths.models))
+        summary = lib.index([pdf])
+        assert not summary.failed, summary.failed
+        timings["indexed_s"] = time.perf_counter() - t0
+        if engine is None:
+            engine = AnswerEngine.from_settings(lib, settings, paths=paths)
+            timings["model_ready_s"] = time.perf_counter() - t0
+        stream = engine.ask(question)
+        for _piece in stream:
+            timings.setdefault("first_token_s", time.perf_counter() - t0)
+        answer = stream.result
+        timings["answer_s"] = time.perf_counter() - t0
+        out[label] = {k: round(v, 1) for k, v in timings.items()} | {
+            "cited": bool(answer.citations), "answer": answer.text[:200]}
+        target = 20.0 if label == "fresh" else 10.0
+        ctx.row(f"drop to first cited answer, {pages}-page PDF, {label} data folder",
+                f"{timings['answer_s']:.1f} s", "", None, f"<={target:.0f} s",
+                timings["answer_s"] <= target and bool(answer.citations))
+        ctx.row("  of which: indexed / model ready / first token (s)",
+                f"{timings['indexed_s']:.1f} / {timings.get('model_ready_s', 0):.1f} / "
+                f"{timings.get('first_token_s', float('nan')):.1f}", "", None)
+    lib.close()
+    if shared_models:
+        os.environ["SPRIG_MODELS"] = shared_models
+
+
+def corpus_question(pdf: Path, skip: str = "") -> str:
+    """The first SQuAD question whose answer's passage is printed in ``pdf``."""
+    from pypdf import PdfReader
+
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(str(pdf)).pages).split())
+    articles: dict[str, str] = {}
+    for qa in corpus.squad_qa():
+        if qa["question"] == skip:
+            continue
+        article = articles.setdefault(qa["doc_file"], (corpus.SQUAD / "articles" / qa["doc_file"]).read_text(
+            encoding="utf-8"))
+        at = qa["answer_starts_in_doc"][0]
+        if " ".join(article[at:at + 60].split()) in text:
+            return qa["question"]
+    raise SystemExit(f"no SQuAD question is answered in {pdf}")
 
 
 # ---------------------------------------------------------------- retrieval
@@ -1077,7 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="under 5 minutes on 2 cores")
     group.add_argument("--smoke", action="store_true", help="seconds: tiny inputs (CI)")
-    parser.add_argument("--only", help="comma list of stages: llm,pdf,embed,store,index,retrieval,shared,cold,rss,sweep")
+    parser.add_argument("--only", help="comma list of stages: llm,pdf,embed,store,index,first,retrieval,shared,cold,rss,sweep")
     parser.add_argument("--chat-rss", help=argparse.SUPPRESS)
     parser.add_argument("--gguf", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1123,6 +1192,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_store(ctx, vectors)
         if want("index"):
             bench_indexing(ctx)
+        if want("first"):
+            bench_first_answer(ctx)
         home = None
         if want("retrieval"):
             home = bench_retrieval(ctx)
