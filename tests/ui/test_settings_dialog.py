@@ -258,6 +258,8 @@ def test_servers_chosen_in_the_dialog_are_saved_privately_and_shown_again(qtbot,
         dialog.library.setCurrentIndex(dialog.library.findData(SERVER))
         dialog.chroma_server.url.setText("http://127.0.0.1:8000")
         dialog.chroma_server.secret.setText(CHROMA_TOKEN)
+        assert dialog.library_form.isRowVisible(dialog.signed_as) and dialog.signed_as.placeholderText()
+        dialog.signed_as.setText(" alice ")
         dialog.accept()
         return dialog.result()
 
@@ -268,6 +270,7 @@ def test_servers_chosen_in_the_dialog_are_saved_privately_and_shown_again(qtbot,
     saved = Settings.load(path)
     assert (saved.model_endpoint, saved.model_api_key) == ("http://127.0.0.1:8080/v1", MODEL_KEY)
     assert (saved.chroma_url, saved.chroma_token) == ("http://127.0.0.1:8000", CHROMA_TOKEN)
+    assert saved.library_name == "alice"
     assert saved.model == "bundled-qwen"  # kept for when the server is no longer wanted
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # it holds a key and a token
 
@@ -277,10 +280,12 @@ def test_servers_chosen_in_the_dialog_are_saved_privately_and_shown_again(qtbot,
     assert dialog.model.currentData() == SERVER and dialog.library.currentData() == SERVER
     assert dialog.model_server.values() == ("http://127.0.0.1:8080/v1", MODEL_KEY)
     assert dialog.chroma_server.values() == ("http://127.0.0.1:8000", CHROMA_TOKEN)
+    assert dialog.signed_as.text() == "alice"
     assert dialog.model_server.secret.echoMode() == dialog.model_server.secret.EchoMode.Password
     # back to the bundled model and this PC: the addresses are cleared, the model comes back
     dialog.model.setCurrentIndex(dialog.model.findData("bundled-gemma"))
     dialog.library.setCurrentIndex(0)
+    assert not dialog.library_form.isRowVisible(dialog.signed_as)  # a name matters only when shared
     back = dialog.result_settings()
     assert (back.model, back.model_endpoint, back.chroma_url) == ("bundled-gemma", "", "")
     dialog.deleteLater()
