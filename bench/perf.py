@@ -891,6 +891,15 @@ def bench_shared(ctx: Context) -> None:
                 raw_col.upsert(ids=ids, embeddings=v, documents=[c.text for c in part], metadatas=metas)
                 raw_s += time.perf_counter() - t
             written = size
+            if size == cfg["retrieval_sizes"][0]:
+                log(f"shared: keyword search on the cache vs through the server ({len(questions)} questions)")
+                kw = out["keyword_recall"] = {"chunks": size, **keyword_recall(ctx, lib, collection, questions, table)}
+                for name, label in (("fts5", "FTS5 on this PC's cache"), ("server_contains", "server $contains"),
+                                    ("hybrid_fts5", "hybrid, FTS5 half"), ("hybrid_server", "hybrid, server half")):
+                    ctx.row(f"  recall@5 at {size // 1000}k, {label} [95% CI]",
+                            f"{kw[name]['recall_at_5']:.3f} [{kw[name]['ci95'][0]:.3f}, {kw[name]['ci95'][1]:.3f}]",
+                            "", None)
+                ctx.row("  server keyword search (p50 ms)", f"{kw['server_keyword_p50_ms']:.1f}", "", None)
             lat = {"raw": [], "sprig_store": [], "sprig_hybrid": [], "refresh": []}
             for i, q in enumerate(questions):
                 v = table[q]
@@ -955,6 +964,61 @@ def bench_shared(ctx: Context) -> None:
         lib.close()
     finally:
         server.kill()
+
+
+def server_keyword_search(col, query: str, n: int) -> list[str]:
+    """Keyword search through what Chroma's server offers: a ``where_document`` filter ORing
+    ``$contains`` of the query's words (as typed and capitalised: ``$contains`` is
+    case-sensitive), ranked by how many of the words a chunk holds."""
+    from desktop.rag.retrieval import keyword_query
+
+    terms = [t.strip('"') for t in keyword_query(query).split(" OR ") if t.strip('"')]
+    if not terms:
+        return []
+    variants = sorted({v for t in terms for v in (t, t.capitalize())})
+    where = {"$or": [{"$contains": v} for v in variants]} if len(variants) > 1 else {"$contains": variants[0]}
+    got = col.get(where_document=where, include=["documents"], limit=500)
+    scored = sorted(((sum(t in (doc or "").lower() for t in terms), -i, cid)
+                     for i, (cid, doc) in enumerate(zip(got["ids"], got["documents"], strict=True))), reverse=True)
+    return [cid for _, _, cid in scored[:n]]
+
+
+def wilson(hits: int, n: int) -> list[float]:
+    """95% Wilson interval of a proportion."""
+    if n == 0:
+        return [0.0, 0.0]
+    z, p = 1.96, hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)]
+
+
+def keyword_recall(ctx: Context, lib, collection: str, questions: list[str], table: dict) -> dict:
+    """Recall@5 (a top-5 chunk holds a gold answer) of keyword search on this PC's FTS5 cache
+    against keyword search through the server, alone and fused with the vector half."""
+    from desktop.rag.retrieval import fuse, keyword_query
+
+    gold = {qa["question"]: qa["answers"] for qa in corpus.squad_qa()}
+    col = lib.store.collection(collection)
+    hits = {"fts5": 0, "server_contains": 0, "hybrid_fts5": 0, "hybrid_server": 0}
+    server_ms = []
+    for q in questions:
+        vector = [cid for cid, _ in lib.store.query(collection, table[q], CANDIDATES)]
+        t = time.perf_counter()
+        server = server_keyword_search(col, q, CANDIDATES)
+        server_ms.append((time.perf_counter() - t) * 1e3)
+        fts = [cid for cid, _ in lib.catalog.keyword_search(collection, keyword_query(q), CANDIDATES)]
+        fused = fuse([vector, server])
+        arms = {"fts5": fts[:5], "server_contains": server[:5],
+                "hybrid_fts5": [p.chunk_id for p in lib.search(q, k=5)],
+                "hybrid_server": sorted(fused, key=lambda c: -fused[c])[:5]}
+        texts = lib.catalog.chunks_by_ids(sorted({c for ids in arms.values() for c in ids}))
+        answers = [a.lower() for a in gold[q]]
+        for name, ids in arms.items():
+            hits[name] += any(a in texts[c].text.lower() for c in ids if c in texts for a in answers)
+    n = len(questions)
+    return {"questions": n, "server_keyword_p50_ms": round(common.percentile(server_ms, 0.5), 1),
+            **{name: {"recall_at_5": round(h / n, 3), "ci95": wilson(h, n)} for name, h in hits.items()}}
 
 
 def bench_retrieval(ctx: Context) -> Path:
