@@ -49,6 +49,12 @@ def test_perf_smoke(tmp_path, eval_root):
     assert data["indexing"]["pages"] > 0 and data["indexing"]["sprig_pages_s"] > 0
     r = data["retrieval"]["1000"]
     assert r["latency_ms"]["sprig_hybrid"]["p95"] > 0 and 0 <= r["recall_at_5_vs_exact"] <= 1
+    first = data["first_answer"]
+    assert first["fresh"]["answer_s"] > first["fresh"]["indexed_s"] > 0 and first["warm"]["answer_s"] > 0
+    shared = data["shared"]["1000"]
+    assert shared["write_chunks_per_s"] > 0 and shared["latency_ms"]["sprig_hybrid"]["p95"] > 0
+    assert 0 <= data["shared"]["keyword_recall"]["fts5"]["recall_at_5"] <= 1
+    assert data["shared"]["refresh_at_many_ms"]["unchanged_p50"] > 0
     assert "sprig_s" in data["cold_start"] or "error" in data["cold_start"]
     assert data["machine"]["memory_bandwidth_gbs"]["best"] > 0
 
