@@ -804,6 +804,20 @@ def derived_vectors(real, n: int, seed: int = 5):
 CANDIDATES = 30  # vector hits a hybrid search asks for (max(30, 4 k))
 
 
+def time_arms(arms: list, lat: dict[str, list[float]], flip: bool) -> None:
+    """Run each (name, fn) once, its time into ``lat[name]``; ``flip`` reverses the order
+    (alternate questions: A B, B A, ...)."""
+    for name, fn in reversed(arms) if flip else arms:
+        t = time.perf_counter()
+        fn()
+        lat[name].append(time.perf_counter() - t)
+
+
+def latency_ms(lat: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {k: {"p50": round(common.percentile(v, 0.5) * 1e3, 2), "p95": round(common.percentile(v, 0.95) * 1e3, 2)}
+            for k, v in lat.items()}
+
+
 def more_vectors(real, have: int, size: int):
     """(vectors, index of the real chunk each comes from) to grow a store from ``have`` to
     ``size``: the real vectors first, then vectors derived from them."""
@@ -908,14 +922,8 @@ def bench_shared(ctx: Context) -> None:
                         ("sprig_store", lambda v=v: lib.store.query(collection, v, CANDIDATES)),
                         ("sprig_hybrid", lambda q=q: lib.search(q, k=4)),
                         ("refresh", lambda: lib.refresh(collection, force=True))]
-                if i % 2:
-                    arms.reverse()
-                for name, fn in arms:
-                    t = time.perf_counter()
-                    fn()
-                    lat[name].append(time.perf_counter() - t)
-            ms = {k: {"p50": round(common.percentile(x, 0.5) * 1e3, 2),
-                      "p95": round(common.percentile(x, 0.95) * 1e3, 2)} for k, x in lat.items()}
+                time_arms(arms, lat, flip=bool(i % 2))
+            ms = latency_ms(lat)
             disk = sum(f.stat().st_size for f in (folder / "data").rglob("*") if f.is_file())
             res = {"write_chunks_per_s": round(need / sprig_s), "raw_write_chunks_per_s": round(need / raw_s),
                    "latency_ms": ms, "ratio_store": ratio(lat["raw"], lat["sprig_store"]),
@@ -1075,12 +1083,7 @@ def bench_retrieval(ctx: Context) -> Path:
                 ("keyword_search", lambda q=q, n=n_cand: lib.catalog.keyword_search(collection, keyword_query(q), n)),
                 ("chroma_count", lambda col=col: col.count()),
             ]
-            if i % 2:
-                arms.reverse()
-            for name, fn in arms:
-                t = time.perf_counter()
-                fn()
-                lat[name].append(time.perf_counter() - t)
+            time_arms(arms, lat, flip=bool(i % 2))
         for q in questions[: max(10, len(questions) // 4)]:
             del table[q]  # now the real embedder runs inside search
             t = time.perf_counter()
@@ -1093,8 +1096,7 @@ def bench_retrieval(ctx: Context) -> Path:
             got = {cid for cid, _ in lib.store.query(collection, table[q], 5)}
             exact = np.argsort(-(all_vecs @ table[q]))[:5]
             recall.append(len(got & {all_ids[k] for k in exact}) / 5)
-        ms = {k: {"p50": round(common.percentile(v, 0.5) * 1e3, 2), "p95": round(common.percentile(v, 0.95) * 1e3, 2)}
-              for k, v in lat.items()}
+        ms = latency_ms(lat)
         res = {"write_s": round(write_s, 1), "latency_ms": ms,
                "ratio_store": ratio(lat["raw"], lat["sprig_store"]),
                "recall_at_5_vs_exact": round(statistics.mean(recall), 4)}

@@ -271,6 +271,12 @@ class Catalog:
             params.append(status)
         return [self._doc(r) for r in self._query(sql + " ORDER BY path", params)]
 
+    def indexed_with_content(self, collection: str, content_hash: str) -> list[Document]:
+        """The indexed documents of ``collection`` whose file has this content."""
+        rows = self._query("SELECT * FROM documents WHERE collection=? AND content_hash=? AND status='indexed' "
+                           "ORDER BY path", (collection, content_hash))
+        return [self._doc(r) for r in rows]
+
     def upsert_document(self, collection: str, path: str, **fields) -> int:
         with self.transaction() as db:
             db.execute(

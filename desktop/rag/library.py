@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from desktop.config import Paths, Settings
-from desktop.errors import Cancelled, DocumentError
+from desktop.errors import Cancelled, DocumentError, StoreUnavailable
 from desktop.files import is_under
 from desktop.rag.catalog import Catalog, Document
 from desktop.rag.loaders import Limits, check_size, is_supported
+from desktop.rag.shared import chunk_metadata
 from desktop.rag.shared import unwritten as shared_unwritten
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
 
@@ -130,6 +131,7 @@ class Library:
             from desktop.rag.shared import Sharing
 
             self.sharing = Sharing(self)
+            self.sharing.open()
         self.search_note = ""  # why the last search was keyword-only (a shared library's server is down)
         self._check_embedding_model()
 
@@ -157,7 +159,6 @@ class Library:
         """Hybrid search. In a shared library, colleagues' new documents are fetched first (at
         most every few seconds); with the server down, keyword search over the local cache
         still answers and ``search_note`` says so."""
-        from desktop.errors import StoreUnavailable
         from desktop.rag.retrieval import hybrid_search
 
         self.search_note = ""
@@ -444,8 +445,8 @@ class Library:
     def _plan_shared(self, collection, path, doc, doc_id, digest, stat, summary) -> bool:
         """A shared library: True when the file needs no parsing (the same content is already
         in this collection under another name, or on the server)."""
-        twin = next((d for d in self.catalog.documents(collection)
-                     if d.id != doc_id and not d.remote and d.content_hash == digest and d.status == "indexed"), None)
+        twin = next((d for d in self.catalog.indexed_with_content(collection, digest)
+                     if d.id != doc_id and not d.remote), None)
         if twin is not None:
             self._fail(doc_id, DocumentError("duplicate", f"the same content as {twin.path}, already in the "
                                              "library"), summary, str(path), digest)
@@ -553,7 +554,6 @@ class Library:
     def _write_shared(self, collection, path, doc_id, digest, size, mtime, npages, chunks, vectors) -> None:
         """The write phase on a server. A server lost mid-way leaves the document queued (its
         older version, if any, still searchable here) and stops the batch: resume() picks it up."""
-        from desktop.errors import StoreUnavailable
 
         before = self.catalog.document_by_id(doc_id)
         old_hash = before.content_hash if before and before.status == "indexed" else None
@@ -731,12 +731,10 @@ class Library:
                         ids = [batch[i].chunk_id for i in rows]
                         if self.sharing is None:
                             self.store.upsert(coll, ids, vectors[rows], doc_id)
-                            continue
-                        from desktop.rag.shared import chunk_metadata
-
-                        digest = self.catalog.document_by_id(doc_id).content_hash
-                        self.store.upsert(coll, ids, vectors[rows], texts=[batch[i].text for i in rows],
-                                          metadatas=[chunk_metadata(digest, batch[i]) for i in rows])
+                        else:
+                            digest = self.catalog.document_by_id(doc_id).content_hash
+                            self.store.upsert(coll, ids, vectors[rows], texts=[batch[i].text for i in rows],
+                                              metadatas=[chunk_metadata(digest, batch[i]) for i in rows])
                     done += len(batch)
                     if progress:
                         progress(Progress("rebuild", 1, 1, coll, chunks=total, chunks_done=done))
@@ -747,18 +745,17 @@ class Library:
 
     def consistency_report(self) -> dict:
         """Counts that must all be zero for a healthy store (used by tests and `sprig check`)."""
-        missing = orphans = 0
         if self.sharing is not None:
             counts = self.sharing.report()
-            missing, orphans = counts["missing_vectors"], counts["orphan_vectors"]
-        for coll in self.catalog.collections() if self.sharing is None else ():
-            known = self.catalog.all_chunk_ids(coll)
-            stored = self.store.all_ids(coll)
-            missing += len(known - stored)
-            orphans += len(stored - known)
+        else:
+            counts = {"missing_vectors": 0, "orphan_vectors": 0}
+            for coll in self.catalog.collections():
+                known = self.catalog.all_chunk_ids(coll)
+                stored = self.store.all_ids(coll)
+                counts["missing_vectors"] += len(known - stored)
+                counts["orphan_vectors"] += len(stored - known)
         return {
-            "missing_vectors": missing,
-            "orphan_vectors": orphans,
+            **counts,
             "in_flight": len(self.catalog.documents(status="indexing")),
             "catalog_ok": self.catalog.integrity_ok(),
         }

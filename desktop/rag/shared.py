@@ -90,13 +90,17 @@ class RefreshSummary:
 class Sharing:
     """The shared-library side of a Library whose vector store is a Chroma server."""
 
-    def __init__(self, library):
+    def __init__(self, library, store=None):
+        """``store``: the server to write to, when it is not (yet) the library's own."""
         self.library = library
-        self.store = library.store
+        self.store = store or library.store
         self.catalog = library.catalog
         self.me = who_am_i(library.settings.library_name)
         self._refreshed: dict[str, float] = {}
         self._seen: dict[str, str] = {}  # collection -> the changes token its last refresh read
+
+    def open(self) -> None:
+        """The library opens on its server."""
         if self.catalog.get_meta(SERVER_KEY) != self.store.url:
             # a first start on this server: what the catalog holds was not written to it
             # (a local library, or another server's); resume() writes this PC's documents
@@ -115,12 +119,14 @@ class Sharing:
 
     # ---------------------------------------------------------------- writes
     def publish(self, collection: str, path: str, content_hash: str, ids: list[str], vectors, chunks,
-                pages: int, commit) -> str:
+                pages: int, commit=lambda: None, added_by: str | None = None) -> str:
         """Write a document to the server and, through ``commit``, to the local cache:
         record 'indexing' -> chunks with text and metadata -> local commit -> record 'indexed'.
-        Returns who the library says added it (the first PC to add this content)."""
-        existing = self.store.record(collection, content_hash)
-        added_by = (existing or {}).get("added_by") or self.me
+        Returns who the library says added it: ``added_by`` if given, else the first PC to
+        add this content."""
+        if added_by is None:
+            existing = self.store.record(collection, content_hash)
+            added_by = (existing or {}).get("added_by") or self.me
         self.store.put_record(collection, content_hash, self._record(path, INDEXING, pages, len(ids), added_by))
         self.store.upsert(collection, ids, vectors, texts=[c.text for c in chunks],
                           metadatas=[chunk_metadata(content_hash, c) for c in chunks])
@@ -150,8 +156,7 @@ class Sharing:
         record = self.store.record(collection, content_hash)
         if not record or record.get("status") != INDEXED:
             return False
-        cached = next((d for d in self.catalog.documents(collection)
-                       if d.remote and d.content_hash == content_hash and d.status == "indexed"), None)
+        cached = next((d for d in self.catalog.indexed_with_content(collection, content_hash) if d.remote), None)
         if cached is not None:
             self.catalog.take_over(cached.id, doc_id, size, mtime)
             return True
@@ -261,7 +266,7 @@ def copy_to_server(library, url: str, token: str = "", progress=None) -> dict:
         raise ValueError("this library is already on a server")
     server = VectorStore(url=url, embedding_model=library.embedder.model_id, token=token)
     server.client  # noqa: B018 - connect now: a wrong address fails before anything is written
-    sharing = _SharingFor(library, server)
+    sharing = Sharing(library, store=server)
     docs = [d for d in library.catalog.documents() if d.status == "indexed"]
     rekey: dict[int, dict[str, str]] = {}
     signed: dict[int, str] = {}
@@ -283,18 +288,10 @@ def copy_to_server(library, url: str, token: str = "", progress=None) -> dict:
                                  "run `sprig check --repair` first")
             chunks = [c for _, c in rows]
             new_ids = sharing.chunk_ids(doc.collection, doc.content_hash, chunks)
-            added_by = doc.added_by or sharing.me
-            server.put_record(doc.collection, doc.content_hash,
-                              sharing._record(doc.path, INDEXING, doc.pages, len(chunks), added_by))
-            server.upsert(doc.collection, new_ids, [vectors[i] for i in old_ids],
-                          texts=[c.text for c in chunks],
-                          metadatas=[chunk_metadata(doc.content_hash, c) for c in chunks])
-            server.put_record(doc.collection, doc.content_hash,
-                              sharing._record(doc.path, INDEXED, doc.pages, len(chunks), added_by))
+            signed[doc.id] = sharing.publish(doc.collection, doc.path, doc.content_hash, new_ids,
+                                             [vectors[i] for i in old_ids], chunks, doc.pages,
+                                             added_by=doc.added_by or sharing.me)
             rekey[doc.id] = dict(zip(old_ids, new_ids, strict=True))
-            signed[doc.id] = added_by
-        for coll in {d.collection for d in docs}:
-            sharing.changed(coll)
         library.catalog.switch_ids(rekey, added_by=signed, drop=duplicates)
         library.catalog.set_meta(SERVER_KEY, url)  # the catalog is now a cache of this server
     finally:
@@ -336,14 +333,3 @@ def copy_to_local(library, progress=None) -> dict:
     finally:
         local.close()
     return {"documents": len(rekey)}
-
-
-class _SharingFor(Sharing):
-    """Sharing's id and record rules, for a library that is not on the server yet."""
-
-    def __init__(self, library, store):
-        self.library = library
-        self.store = store
-        self.catalog = library.catalog
-        self.me = who_am_i(library.settings.library_name)
-        self._refreshed = {}

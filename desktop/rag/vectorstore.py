@@ -222,16 +222,11 @@ class VectorStore:
     @_guarded
     def records(self, collection: str) -> dict[str, dict]:
         """Document key (content hash) -> its record."""
-        col = self._records(collection)
         out: dict[str, dict] = {}
-        offset = 0
-        while True:
-            got = col.get(include=["metadatas"], limit=5000, offset=offset)
-            if not got["ids"]:
-                return out
+        for got in _pages(self._records(collection), include=["metadatas"]):
             out.update((k, m or {}) for k, m in zip(got["ids"], got["metadatas"], strict=True)
                        if not k.startswith("~"))  # "~changes": a marker, not a document
-            offset += len(got["ids"])
+        return out
 
     @_guarded
     def record(self, collection: str, key: str) -> dict | None:
@@ -255,46 +250,25 @@ class VectorStore:
     def delete_record(self, collection: str, key: str) -> None:
         self._records(collection).delete(ids=[key])
 
-    @_guarded
     def shared_collections(self) -> list[str]:
         """The Sprig collections that have document records on the server."""
-        names = []
-        for col in self.client.list_collections():
-            meta = getattr(col, "metadata", None) or {}
-            if "sprig_records" in meta:
-                names.append(meta["sprig_records"])
-        return names
+        return self._names_with("sprig_records")
 
     @_guarded
-    def chunks_where(self, collection: str, where: dict, vectors: bool = False) -> list[tuple]:
-        """(id, text, metadata[, vector]) of the chunks matching ``where``."""
-        col = self.collection(collection)
-        include = ["documents", "metadatas"] + (["embeddings"] if vectors else [])
-        out: list[tuple] = []
-        offset = 0
-        while True:
-            got = col.get(where=where, include=include, limit=2000, offset=offset)
-            if not got["ids"]:
-                return out
-            rows = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-            if vectors:
-                out.extend((i, t, m or {}, v) for (i, t, m), v in zip(rows, got["embeddings"], strict=True))
-            else:
-                out.extend((i, t, m or {}) for i, t, m in rows)
-            offset += len(got["ids"])
+    def chunks_where(self, collection: str, where: dict) -> list[tuple[str, str, dict]]:
+        """(id, text, metadata) of the chunks matching ``where``."""
+        out: list[tuple[str, str, dict]] = []
+        for got in _pages(self.collection(collection), where=where, include=["documents", "metadatas"], limit=2000):
+            out.extend((i, t, m or {}) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        return out
 
     @_guarded
     def chunk_docs(self, collection: str) -> dict[str, str]:
         """id -> the content hash of its document, for every chunk on the server."""
-        col = self.collection(collection)
         out: dict[str, str] = {}
-        offset = 0
-        while True:
-            got = col.get(include=["metadatas"], limit=5000, offset=offset)
-            if not got["ids"]:
-                return out
+        for got in _pages(self.collection(collection), include=["metadatas"]):
             out.update((i, str((m or {}).get("doc", ""))) for i, m in zip(got["ids"], got["metadatas"], strict=True))
-            offset += len(got["ids"])
+        return out
 
     @_guarded
     def vectors(self, collection: str, ids: list[str]) -> dict:
@@ -318,14 +292,18 @@ class VectorStore:
         distances = result["distances"][0]
         return [(cid, 1.0 - float(d)) for cid, d in zip(ids, distances, strict=True)]
 
-    @_guarded
     def collection_names(self) -> list[str]:
         """The Sprig collection names that have a Chroma collection."""
+        return self._names_with("sprig_collection")
+
+    @_guarded
+    def _names_with(self, key: str) -> list[str]:
+        """The values of metadata ``key`` over the Chroma collections that have it."""
         names = []
         for col in self.client.list_collections():
             meta = getattr(col, "metadata", None) or {}
-            if "sprig_collection" in meta:
-                names.append(meta["sprig_collection"])
+            if key in meta:
+                names.append(meta[key])
         return names
 
     @_guarded
@@ -334,15 +312,10 @@ class VectorStore:
 
     @_guarded
     def all_ids(self, collection: str) -> set[str]:
-        col = self.collection(collection)
         ids: set[str] = set()
-        offset = 0
-        while True:
-            batch = col.get(include=[], limit=5000, offset=offset)["ids"]
-            if not batch:
-                return ids
-            ids.update(batch)
-            offset += len(batch)
+        for got in _pages(self.collection(collection), include=[]):
+            ids.update(got["ids"])
+        return ids
 
     @_guarded
     def existing(self, collection: str, ids: list[str]) -> set[str]:
@@ -351,6 +324,17 @@ class VectorStore:
         for start in range(0, len(ids), 1000):
             found.update(col.get(ids=ids[start : start + 1000], include=[])["ids"])
         return found
+
+
+def _pages(col, limit: int = 5000, **get):
+    """``col.get(**get)`` a page at a time, until a page comes back empty."""
+    offset = 0
+    while True:
+        got = col.get(limit=limit, offset=offset, **get)
+        if not got["ids"]:
+            return
+        yield got
+        offset += len(got["ids"])
 
 
 def _set_timeout(client) -> None:

@@ -91,7 +91,7 @@ def build_rows(documents, waiting: list[str], progress: Progress | None) -> list
         elif status == "indexing":
             fraction = 1.0  # the write phase
         rows.append(DocRow(doc.path, status, doc.pages, doc.chunks, doc.reason or "", fraction,
-                           getattr(doc, "added_by", None) or ""))
+                           doc.added_by or ""))
     for path in waiting:
         if path not in known:
             known.add(path)
