@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
+
+from desktop.display import display_name
+
+
+def location_of(path: str, page: int | None, unnamed: str = "") -> str:
+    """"name, page N" for a passage or a saved source (a file without pages: its name),
+    safe to show; ``unnamed`` when there is no path at all."""
+    name = display_name(path) if path else unnamed
+    return f"{name}, page {page}" if page else name
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,95 @@ class Passage:
 
     @property
     def location(self) -> str:
-        from desktop.display import display_name
+        return location_of(self.path, self.page)
 
-        name = display_name(self.path)
-        return f"{name}, page {self.page}" if self.page else name
+    def as_json(self) -> dict:
+        """What ``sprig search --json`` prints for a passage."""
+        return {
+            "path": self.path,
+            "page": self.page,
+            "text": self.text,
+            "score": self.score,
+            "similarity": self.similarity,
+            "bm25": self.bm25,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "chunk_id": self.chunk_id,
+        }
+
+
+def _int(value: Any, default: int | None) -> int | None:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a saved answer keeps about a passage it cites (or, when it abstained, one it came
+    near), so its sources show and open again after a restart, in the window and an export."""
+
+    n: int | None = None  # the citation number in the answer; None for a nearest passage
+    path: str = ""
+    page: int | None = None
+    char_start: int = 0
+    char_end: int = 0
+    text: str = ""
+    heading: str | None = None  # the heading the line sits under
+    score: float | None = None  # fused rank score
+    similarity: float | None = None
+    bm25: float | None = None
+    matched: bool = False  # the model gave no citation; matched to the answer by shared words
+
+    @classmethod
+    def from_passage(cls, passage: Passage, n: int | None = None, matched: bool = False) -> Source:
+        return cls(n=n, path=passage.path, page=passage.page, char_start=passage.char_start,
+                   char_end=passage.char_end, text=passage.text, heading=passage.context or None,
+                   score=passage.score, similarity=passage.similarity, bm25=passage.bm25, matched=matched)
+
+    @property
+    def location(self) -> str:
+        return location_of(self.path, self.page)
+
+    def as_json(self) -> dict:
+        return {
+            "n": self.n,
+            "path": self.path,
+            "page": self.page,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "text": self.text,
+            "heading": self.heading,
+            "score": self.score,
+            "similarity": self.similarity,
+            "bm25": self.bm25,
+            "matched": self.matched,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Source:
+        """A saved source; a row from an older version may lack keys (heading, matched, scores)."""
+        return cls(
+            n=_int(d.get("n"), None),
+            path=str(d.get("path") or ""),
+            page=_int(d.get("page"), None),
+            char_start=_int(d.get("char_start"), 0) or 0,
+            char_end=_int(d.get("char_end"), 0) or 0,
+            text=str(d.get("text") or ""),
+            heading=str(d.get("heading") or "") or None,
+            score=_float(d.get("score")),
+            similarity=_float(d.get("similarity")),
+            bm25=_float(d.get("bm25")),
+            matched=bool(d.get("matched")),
+        )
 
 
 @dataclass(frozen=True)
