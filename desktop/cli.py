@@ -251,7 +251,7 @@ def cmd_search(args) -> int:
     if lib.search_note:
         note(args, f"warning: {printable(lib.search_note)}")
     if args.json:
-        print(json.dumps([_passage_json(p) for p in passages], ensure_ascii=False, indent=2))
+        print(json.dumps([p.as_json() for p in passages], ensure_ascii=False, indent=2))
         return EXIT_OK
     if not passages:
         print("no passages found")
@@ -261,20 +261,6 @@ def cmd_search(args) -> int:
         sim = f"{p.similarity:.3f}" if p.similarity is not None else "-"
         print(f"[{i}] {p.location}  (similarity {sim}, fused {p.score:.4f})\n    {snippet}")
     return EXIT_OK
-
-
-def _passage_json(p) -> dict:
-    return {
-        "path": p.path,
-        "page": p.page,
-        "text": p.text,
-        "score": p.score,
-        "similarity": p.similarity,
-        "bm25": p.bm25,
-        "char_start": p.char_start,
-        "char_end": p.char_end,
-        "chunk_id": p.chunk_id,
-    }
 
 
 def cmd_docs(args) -> int:
