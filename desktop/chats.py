@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from desktop.rag.grounding import Claim
+from desktop.rag.types import Source
 from desktop.sqlite import open_database
 
 _SCHEMA = """
@@ -35,13 +37,136 @@ CREATE INDEX IF NOT EXISTS messages_conv ON messages(conversation_id, id);
 """
 
 
+UNREADABLE = "unreadable_meta"  # the key a message whose meta could not be parsed is loaded with
+
+
+@dataclass
+class AnswerRecord:
+    """What an answer message keeps besides its text: how it was made, its sources, whether it
+    was stopped, interrupted or failed. A question keeps an empty one.
+
+    Stored as JSON in ``Message.meta``. A finished answer (``mode`` set) writes every field; an
+    answer that never finished (streaming, stopped before the model answered, failed) writes
+    only what it has, as it always did."""
+
+    mode: str | None = None  # documents | quoted | abstained | general; None: no answer came back
+    abstained: bool = False
+    stopped: bool = False
+    partial: bool = False  # saved while streaming (Sprig closed before it finished)
+    error: str | None = None  # why it failed, in the user's words
+    collection: str | None = None
+    model: str = ""
+    citations: list[Source] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    confidence: float | None = None
+    nearest: list[Source] = field(default_factory=list)  # shown when it abstained
+    timings: dict[str, float] = field(default_factory=dict)
+    unreadable: bool = False  # the stored meta was damaged: its sources could not be read
+
+    @classmethod
+    def from_answer(cls, answer, collection: str, model_name: str = "") -> AnswerRecord:
+        """An answer from the pipeline (the window and ``sprig ask --chat`` alike)."""
+        return cls(
+            mode=answer.mode,
+            abstained=answer.abstained,
+            stopped=answer.stopped,
+            collection=collection,
+            model=model_name,
+            citations=[Source.from_passage(c.passage, c.n, c.matched) for c in answer.citations],
+            claims=list(answer.claims),
+            confidence=answer.confidence,
+            nearest=[Source.from_passage(p) for p in answer.nearest],
+            timings={k: round(v, 3) for k, v in answer.timings.items()},
+        )
+
+    def as_json(self) -> dict:
+        if self.mode is not None:
+            d = {
+                "mode": self.mode,
+                "abstained": self.abstained,
+                "stopped": self.stopped,
+                "collection": self.collection,
+                "model": self.model,
+                "citations": [s.as_json() for s in self.citations],
+                "claims": [c.as_json() for c in self.claims],
+                "confidence": self.confidence,
+                "nearest": [s.as_json() for s in self.nearest],
+                "timings": dict(self.timings),
+            }
+            if self.partial:
+                d["partial"] = True
+            if self.error is not None:
+                d["error"] = self.error
+        else:
+            d = {}
+            if self.error is not None:
+                d["error"] = self.error
+            if self.stopped:
+                d["stopped"] = True
+            if self.partial:
+                d["partial"] = True
+            if self.collection is not None:
+                d["collection"] = self.collection
+        if self.unreadable:
+            d[UNREADABLE] = True
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> AnswerRecord:
+        """A stored meta: a question's empty one, a row from an older version, a damaged one."""
+        if not isinstance(d, dict):
+            return cls(unreadable=True)
+        error = d.get("error")
+        collection = d.get("collection")
+        timings = d.get("timings")
+        return cls(
+            mode=d.get("mode") or None,
+            abstained=bool(d.get("abstained")),
+            stopped=bool(d.get("stopped")),
+            partial=bool(d.get("partial")),
+            error=None if error is None else str(error),
+            collection=None if collection is None else str(collection),
+            model=str(d.get("model") or ""),
+            citations=_sources(d.get("citations")),
+            claims=[_claim(c) for c in d.get("claims") or [] if isinstance(c, dict)],
+            confidence=_number(d.get("confidence")),
+            nearest=_sources(d.get("nearest")),
+            timings={str(k): v for k, v in timings.items() if isinstance(v, (int, float))}
+            if isinstance(timings, dict) else {},
+            unreadable=bool(d.get(UNREADABLE)),
+        )
+
+
+def _sources(items) -> list[Source]:
+    return [Source.from_json(s) for s in items or [] if isinstance(s, dict)]
+
+
+def _claim(d: dict) -> Claim:
+    numbers = d.get("citations") or []
+    return Claim(str(d.get("text") or ""), bool(d.get("supported", True)),
+                 tuple(n for n in numbers if isinstance(n, int)) if isinstance(numbers, list) else ())
+
+
+def _number(value) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 @dataclass
 class Message:
     role: str  # user | assistant
     content: str
-    meta: dict = field(default_factory=dict)  # citations, abstained, mode, stopped, timings
+    meta: dict = field(default_factory=dict)  # an AnswerRecord as JSON (empty for a question)
     id: int | None = None
     created: float = 0.0
+
+    @classmethod
+    def answer(cls, content: str, record: AnswerRecord) -> Message:
+        return cls("assistant", content, record.as_json())
+
+    @property
+    def record(self) -> AnswerRecord:
+        """The stored meta read back: an answer's sources, mode, notes."""
+        return AnswerRecord.from_json(self.meta)
 
     def as_history(self) -> dict:
         return {"role": self.role, "content": self.content}
@@ -57,40 +182,7 @@ class Conversation:
     messages: list[Message] = field(default_factory=list)
 
     def history(self) -> list[dict]:
-        return [m.as_history() for m in self.messages if not m.meta.get("abstained")]
-
-
-def source_dict(passage, n: int | None = None, matched: bool = False) -> dict:
-    """What a message keeps about a passage, so its sources show again after a restart."""
-    return {
-        "n": n,
-        "path": passage.path,
-        "page": passage.page,
-        "char_start": passage.char_start,
-        "char_end": passage.char_end,
-        "text": passage.text,
-        "heading": getattr(passage, "context", "") or None,  # the heading the line sits under
-        "score": passage.score,
-        "similarity": passage.similarity,
-        "bm25": passage.bm25,
-        "matched": matched,
-    }
-
-
-def answer_meta(answer, collection: str, model_name: str = "") -> dict:
-    """What an answer message keeps besides its text (the window and ``sprig ask --chat`` alike)."""
-    return {
-        "mode": answer.mode,
-        "abstained": answer.abstained,
-        "stopped": answer.stopped,
-        "collection": collection,
-        "model": model_name,
-        "citations": [source_dict(c.passage, c.n, c.matched) for c in answer.citations],
-        "claims": [c.as_json() for c in answer.claims],
-        "confidence": answer.confidence,
-        "nearest": [source_dict(p) for p in answer.nearest],
-        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
-    }
+        return [m.as_history() for m in self.messages if not m.record.abstained]
 
 
 def title_from(question: str) -> str:
@@ -163,7 +255,7 @@ class ChatStore:
             try:
                 parsed = json.loads(meta) if meta else {}
             except ValueError:
-                parsed = {"unreadable_meta": True}
+                parsed = AnswerRecord(unreadable=True).as_json()
                 self.unreadable += 1
             conv.messages.append(Message(role, content or "", parsed, mid, created))
         return conv

@@ -13,9 +13,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from desktop import __version__
 from desktop.display import printable
+
+if TYPE_CHECKING:
+    from desktop.chats import AnswerRecord
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # some files failed (index), nothing matched (remove), the check found problems,
@@ -358,6 +362,7 @@ def _open_chat(store, title: str, collection: str | None):
 
 
 def cmd_ask(args) -> int:
+    from desktop.chats import AnswerRecord
     from desktop.rag.answer import AnswerEngine
 
     if args.chat is not None and not args.chat.strip():
@@ -396,7 +401,7 @@ def cmd_ask(args) -> int:
     except KeyboardInterrupt:
         stream.stop()
         if chat:
-            _save_answer(chat, "".join(pieces), {"stopped": True, "collection": collection})
+            _save_answer(chat, "".join(pieces), AnswerRecord(stopped=True, collection=collection))
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
@@ -404,15 +409,14 @@ def cmd_ask(args) -> int:
             from desktop.errors import SprigError
 
             reason = str(exc) if isinstance(exc, SprigError) else "the answer failed"
-            _save_answer(chat, "".join(pieces), {"error": reason, "collection": collection})
+            _save_answer(chat, "".join(pieces), AnswerRecord(error=reason, collection=collection))
         raise
     answer = stream.result
     if lib.search_note:
         note(args, f"warning: {printable(lib.search_note)}")
     if chat:
-        from desktop.chats import answer_meta
-
-        _save_answer(chat, answer.text, answer_meta(answer, collection, getattr(engine.model, "name", "")))
+        record = AnswerRecord.from_answer(answer, collection, getattr(engine.model, "name", ""))
+        _save_answer(chat, answer.text, record)
     if args.json:
         data = answer.as_json()
         if chat:
@@ -430,11 +434,11 @@ def cmd_ask(args) -> int:
     return EXIT_OK
 
 
-def _save_answer(chat, text: str, meta: dict) -> None:
+def _save_answer(chat, text: str, record: AnswerRecord) -> None:
     from desktop.chats import Message
 
     store, conv = chat
-    store.add_message(conv.id, Message("assistant", text, meta))
+    store.add_message(conv.id, Message.answer(text, record))
 
 
 def _print_answer(answer, streamed: str) -> None:

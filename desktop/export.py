@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
-from desktop.chats import Conversation, Message
+from desktop.chats import AnswerRecord, Conversation, Message
 from desktop.display import printable
+from desktop.rag.types import Source, location_of
 
 MAX_QUOTE_CHARS = 600  # evidence lines are a sentence or two; a longer stored passage is cut
-UNSUPPORTED_MARK = " *(not supported by the cited evidence)*"
+# put after a sentence the evidence does not support (the window draws it as a warning)
+UNSUPPORTED_NOTE = "(not supported by the cited evidence)"
+UNSUPPORTED_MARK = f" *{UNSUPPORTED_NOTE}*"
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 _LINE_START = re.compile(r"^(\s*)([#+\-=])|^(\s*\d+)([.)])")
@@ -48,59 +50,51 @@ def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
     return words
 
 
-def source_location(source: dict) -> str:
-    """"name, page N" for a saved source (a file without pages has only its name)."""
-    path = source.get("path") or ""
-    name = Path(path).name or path or "unknown file"
-    return f"{name}, page {source['page']}" if source.get("page") else name
-
-
-def answer_text(content: str, meta: dict) -> str:
+def answer_text(content: str, record: AnswerRecord) -> str:
     """The answer as the window shows it: unsupported sentences marked, and the number of a
     source the model did not cite by number (it was matched by shared words) added at the end."""
-    if meta.get("abstained"):
+    if record.abstained:
         return content
-    for claim in meta.get("claims") or []:
-        text = claim.get("text") or ""
-        if not claim.get("supported", True) and text and text in content:
+    for claim in record.claims:
+        text = claim.text
+        if not claim.supported and text and text in content:
             content = content.replace(text, text + UNSUPPORTED_MARK, 1)
-    citations = meta.get("citations") or []
-    missing = [c["n"] for c in citations if c.get("n") and f"[{c['n']}]" not in content]
+    missing = [c.n for c in record.citations if c.n and f"[{c.n}]" not in content]
     if missing and content.strip():
         content = content.rstrip() + " " + "".join(f"[{n}]" for n in missing)
     return content
 
 
-def source_markdown(source: dict) -> str:
+def source_markdown(source: Source) -> str:
     """``**[n]** name, page N — `full path` `` then the quote as a block quote."""
-    n = source.get("n")
-    head = (f"**[{n}]** " if n else "") + md_escape(source_location(source))
-    if source.get("path"):
-        head += " — " + code_span(source["path"])
-    if source.get("heading"):
-        head += " — under " + md_escape(quote(source["heading"]))
-    if source.get("matched"):
+    n = source.n
+    head = (f"**[{n}]** " if n else "") + md_escape(location_of(source.path, source.page, "unknown file"))
+    if source.path:
+        head += " — " + code_span(source.path)
+    if source.heading:
+        head += " — under " + md_escape(quote(source.heading))
+    if source.matched:
         head += " *(matched by shared words: the model gave no citation)*"
-    text = quote(source.get("text") or "")
+    text = quote(source.text)
     body = f"> {md_escape(text)}" if text else "> *(the quote was not recorded)*"
     return f"{head}\n\n{body}"
 
 
-def answer_notes(meta: dict, with_error: bool = True) -> list[str]:
+def answer_notes(record: AnswerRecord, with_error: bool = True) -> list[str]:
     """The notes under an answer (stopped, interrupted, not from the documents, quoted...),
     the same words in the window and in an exported chat."""
     notes = []
-    if with_error and meta.get("error"):
-        notes.append(str(meta["error"]))
-    if meta.get("stopped"):
+    if with_error and record.error:
+        notes.append(record.error)
+    if record.stopped:
         notes.append("Stopped.")
-    elif meta.get("partial"):
+    elif record.partial:
         notes.append("Interrupted: Sprig closed before this answer was finished.")
-    if meta.get("mode") == "general":
+    if record.mode == "general":
         notes.append("Not from your documents.")
-    elif meta.get("mode") == "quoted":
+    elif record.mode == "quoted":
         notes.append("Quoted from your documents: the model gave no answer that the evidence supports.")
-    if with_error and meta.get("unreadable_meta"):
+    if with_error and record.unreadable:
         notes.append("The sources of this answer could not be read.")
     return notes
 
@@ -111,18 +105,16 @@ def _question(message: Message) -> str:
 
 
 def _answer(message: Message) -> str:
-    meta = message.meta
-    text = "\n".join(printable(line) for line in answer_text(message.content, meta).split("\n")).strip()
+    record = message.record
+    text = "\n".join(printable(line) for line in answer_text(message.content, record).split("\n")).strip()
     parts = ["### Answer", text or "*(no answer)*"]
-    parts += [f"*{md_escape(note)}*" for note in answer_notes(meta)]
-    citations = meta.get("citations") or []
-    nearest = meta.get("nearest") or []
-    if citations:
+    parts += [f"*{md_escape(note)}*" for note in answer_notes(record)]
+    if record.citations:
         parts.append("**Sources**")
-        parts += [source_markdown(s) for s in citations]
-    elif nearest:
+        parts += [source_markdown(s) for s in record.citations]
+    elif record.nearest:
         parts.append("**Nearest passages** (not enough to answer)")
-        parts += [source_markdown(s) for s in nearest]
+        parts += [source_markdown(s) for s in record.nearest]
     return "\n\n".join(parts)
 
 

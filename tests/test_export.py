@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from desktop.chats import ChatStore, Message, answer_meta
+from desktop.chats import AnswerRecord, ChatStore, Message
 from desktop.export import chat_markdown, md_escape
 from tests.helpers.hostile import text_pdf
 
@@ -72,11 +72,11 @@ def test_every_citation_is_resolved_to_file_page_and_quote(manual, tmp_path):
     answer = ask(lib, "In locker 12 [1]. It was built in Norway [1].", question)
     assert answer.citations and [c.supported for c in answer.claims] == [True, False]
     store.add_message(conv.id, Message("user", question))
-    store.add_message(conv.id, Message("assistant", answer.text, answer_meta(answer, "default", "draft")))
+    store.add_message(conv.id, Message.answer(answer.text, AnswerRecord.from_answer(answer, "default", "draft")))
     uncovered = ask(lib, "unused", "Who won the 1998 FIFA World Cup final?")
     assert uncovered.abstained and uncovered.nearest
     store.add_message(conv.id, Message("user", "Who won the 1998 FIFA World Cup final?"))
-    store.add_message(conv.id, Message("assistant", uncovered.text, answer_meta(uncovered, "default")))
+    store.add_message(conv.id, Message.answer(uncovered.text, AnswerRecord.from_answer(uncovered, "default")))
 
     md = chat_markdown(store.load(conv.id))
 

@@ -35,7 +35,7 @@ from desktop.rag.grounding import (
     neutralise,
     numbers,
 )
-from desktop.rag.types import Passage
+from desktop.rag.types import Passage, Source, location_of
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +112,16 @@ class SummaryCitation:
 
     @property
     def location(self) -> str:
-        from desktop.display import display_name
-
-        name = display_name(self.path)
-        return f"{name}, page {self.page}" if self.page else name
+        return location_of(self.path, self.page)
 
     def as_json(self) -> dict:
         return {"path": self.path, "page": self.page, "char_start": self.char_start,
                 "char_end": self.char_end, "text": self.text}
 
-    def as_source(self) -> dict:
-        """What the source viewer opens (the shape a chat message keeps for a passage)."""
-        return {"n": None, "path": self.path, "page": self.page, "char_start": self.char_start,
-                "char_end": self.char_end, "text": self.text}
+    def as_source(self) -> Source:
+        """What the source viewer opens (what a chat message keeps for a passage)."""
+        return Source(path=self.path, page=self.page, char_start=self.char_start,
+                      char_end=self.char_end, text=self.text)
 
 
 @dataclass(frozen=True)

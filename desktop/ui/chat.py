@@ -21,73 +21,57 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.chats import Conversation, Message
-from desktop.display import display_name, printable
-from desktop.export import answer_notes
+from desktop.chats import AnswerRecord, Conversation, Message
+from desktop.display import printable
+from desktop.export import answer_notes, answer_text
+from desktop.rag.types import Source
 from desktop.ui.dnd import local_paths
-from desktop.ui.markdown import UNSUPPORTED_NOTE, MarkdownView
+from desktop.ui.markdown import MarkdownView
 
 RENDER_INTERVAL_MS = 50
 
 
-def scores_tooltip(source: dict) -> str:
+def scores_tooltip(source: Source) -> str:
     parts = []
-    if source.get("similarity") is not None:
-        parts.append(f"similarity {source['similarity']:.3f}")
-    if source.get("bm25") is not None:
-        parts.append(f"keyword (BM25) {source['bm25']:.2f}")
-    if source.get("score") is not None:
-        parts.append(f"fused rank score {source['score']:.4f}")
-    lines = ["Retrieval scores: " + (", ".join(parts) if parts else "not recorded"), source.get("path", "")]
-    if source.get("matched"):
+    if source.similarity is not None:
+        parts.append(f"similarity {source.similarity:.3f}")
+    if source.bm25 is not None:
+        parts.append(f"keyword (BM25) {source.bm25:.2f}")
+    if source.score is not None:
+        parts.append(f"fused rank score {source.score:.4f}")
+    lines = ["Retrieval scores: " + (", ".join(parts) if parts else "not recorded"), source.path]
+    if source.matched:
         lines.append("The model gave no citation; this source was matched by shared words.")
     return "\n".join(lines)
 
 
-UNSUPPORTED_MARK = f" *{UNSUPPORTED_NOTE}*"  # drawn in the palette's warning colour
-
-
-def display_text(content: str, citations: list[dict], abstained: bool = False,
-                 claims: list[dict] | None = None) -> str:
-    """The answer as shown: when the model named no source but one was matched to its words,
-    the citation number is added at the end, so every answer from documents links its source;
-    a sentence the evidence does not support is marked as such, never shown as plain fact."""
-    if abstained:
-        return content
-    for claim in claims or []:
-        text = claim.get("text") or ""
-        if not claim.get("supported", True) and text and text in content:
-            content = content.replace(text, text + UNSUPPORTED_MARK, 1)
-    missing = [c["n"] for c in citations if c.get("n") and f"[{c['n']}]" not in content]
-    if not missing or not content.strip():
-        return content
-    return content.rstrip() + " " + "".join(f"[{n}]" for n in missing)
-
-
-def location(source: dict) -> str:
-    name = display_name(source.get("path", ""))
-    return f"{name}, page {source['page']}" if source.get("page") else name
+def display_text(content: str, record: AnswerRecord) -> str:
+    """The answer as shown (and as an exported chat has it): when the model named no source but
+    one was matched to its words, the citation number is added at the end, so every answer from
+    documents links its source; a sentence the evidence does not support is marked as such
+    (drawn in the palette's warning colour), never shown as plain fact."""
+    return answer_text(content, record)
 
 
 class SourceItem(QFrame):
     """One source under an answer: [n] file, page, snippet; scores on hover; click to open."""
 
-    clicked = Signal(dict)
+    clicked = Signal(object)  # the Source
 
-    def __init__(self, source: dict, parent=None):
+    def __init__(self, source: Source, parent=None):
         super().__init__(parent)
         self.source = source
         self.setObjectName("source")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(scores_tooltip(source))
-        n = source.get("n")
-        heading = printable(" ".join((source.get("heading") or "").split()))
+        n = source.n
+        heading = printable(" ".join((source.heading or "").split()))
         if len(heading) > 60:
             heading = heading[:59].rstrip() + "…"
-        head = QLabel((f"[{n}] " if n else "") + location(source) + (f" · {heading}" if heading else ""))
+        head = QLabel((f"[{n}] " if n else "") + source.location + (f" · {heading}" if heading else ""))
         head.setTextFormat(Qt.TextFormat.PlainText)
         head.setObjectName("sourceHead")
-        snippet = " ".join(source.get("text", "").split())
+        snippet = " ".join(source.text.split())
         body = QLabel("“" + (snippet[:220] + "…" if len(snippet) > 220 else snippet) + "”")
         body.setTextFormat(Qt.TextFormat.PlainText)
         body.setWordWrap(True)
@@ -108,12 +92,12 @@ class SourceItem(QFrame):
 class MessageWidget(QFrame):
     """A question or an answer. Answers show status, Markdown text and sources."""
 
-    source_clicked = Signal(dict)
+    source_clicked = Signal(object)  # the Source
 
     def __init__(self, role: str, parent=None):
         super().__init__(parent)
         self.role = role
-        self.meta: dict = {}
+        self.record = AnswerRecord()
         self.setObjectName("userMessage" if role == "user" else "answerMessage")
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.who = QLabel("You" if role == "user" else "Sprig")
@@ -170,21 +154,19 @@ class MessageWidget(QFrame):
     def set_message(self, message: Message) -> None:
         self._timer.stop()
         self._dirty = False
-        self.meta = dict(message.meta)
-        meta = self.meta
-        citations = meta.get("citations") or []
+        self.record = record = message.record
         if self.role == "user":
             self.text.set_markdown(_escape_user(message.content))
             return
-        numbers = {c["n"] for c in citations if c.get("n")}
-        content = display_text(message.content, citations, bool(meta.get("abstained")), meta.get("claims"))
-        if meta.get("error"):
-            content = (content + "\n\n" if content else "") + f"*{meta['error']}*"
+        numbers = {c.n for c in record.citations if c.n}
+        content = display_text(message.content, record)
+        if record.error:
+            content = (content + "\n\n" if content else "") + f"*{record.error}*"
         self.text.set_markdown(content, numbers)
-        self.set_status(" ".join(answer_notes(meta, with_error=False)))
-        self._set_sources(citations, meta.get("nearest") or [], bool(meta.get("abstained")))
+        self.set_status(" ".join(answer_notes(record, with_error=False)))
+        self._set_sources(record.citations, record.nearest, record.abstained)
 
-    def _set_sources(self, citations: list[dict], nearest: list[dict], abstained: bool) -> None:
+    def _set_sources(self, citations: list[Source], nearest: list[Source], abstained: bool) -> None:
         for item in self.sources:
             item.deleteLater()
         self.sources = []
@@ -201,8 +183,8 @@ class MessageWidget(QFrame):
             self.sources.append(item)
 
     def _on_citation(self, n: int) -> None:
-        for source in self.meta.get("citations") or []:
-            if source.get("n") == n:
+        for source in self.record.citations:
+            if source.n == n:
                 self.source_clicked.emit(source)
                 return
 
@@ -250,7 +232,7 @@ class QuestionEdit(QPlainTextEdit):
 class ChatView(QWidget):
     """Transcript, question box, Send and Stop. Emits ``ask``/``stop``; renders the controller."""
 
-    source_clicked = Signal(dict)
+    source_clicked = Signal(object)  # the Source
     files_dropped = Signal(list)
 
     def __init__(self, controller, parent=None):

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, Signal
 
-from desktop.chats import (
-    ChatStore,
-    Conversation,
-    Message,
-    answer_meta,
-    source_dict,  # noqa: F401 - re-exported: what a message keeps about a passage
-    title_from,
-)
+from desktop.chats import AnswerRecord, ChatStore, Conversation, Message, title_from
 from desktop.ui.engine import EngineController
 from desktop.ui.errors import user_message
 from desktop.ui.workers import Worker
@@ -215,21 +208,21 @@ class ChatController(QObject):
         first_words = pending.message is None and pending.text.strip()
         if first_words or (pending.message is not None and now - pending.last_saved >= SAVE_EVERY_S):
             pending.last_saved = now
-            self._save(pending, pending.text, {"partial": True, "collection": pending.collection})
+            self._save(pending, pending.text, AnswerRecord(partial=True, collection=pending.collection))
 
-    def _save(self, pending: PendingAnswer, text: str, meta: dict) -> Message:
+    def _save(self, pending: PendingAnswer, text: str, record: AnswerRecord) -> Message:
         if self._closed:
-            return pending.message or Message("assistant", text, meta)
+            return pending.message or Message.answer(text, record)
         try:
             if pending.message is None:
-                pending.message = self.chats.add_message(pending.conversation_id, Message("assistant", text, meta))
+                pending.message = self.chats.add_message(pending.conversation_id, Message.answer(text, record))
             else:
-                pending.message.content, pending.message.meta = text, meta
+                pending.message.content, pending.message.meta = text, record.as_json()
                 self.chats.update_message(pending.message)
         except Exception:  # noqa: BLE001 - e.g. the chat was deleted meanwhile
             log.exception("saving the answer failed")
             if pending.message is None:
-                pending.message = Message("assistant", text, meta)
+                pending.message = Message.answer(text, record)
         return pending.message
 
     def stop(self) -> None:
@@ -244,36 +237,35 @@ class ChatController(QObject):
             pending.stream.stop()
         if pending.worker is None:  # still waiting for the model: nothing to stop
             self._disconnect_state()
-            self._complete(pending, pending.text, {"stopped": True, "collection": pending.collection})
+            self._complete(pending, pending.text, AnswerRecord(stopped=True, collection=pending.collection))
             return
         self.pending = None
         self._finishing.append(pending)
-        provisional = Message("assistant", pending.text,
-                              {"stopped": True, "partial": True, "collection": pending.collection})
+        provisional = Message.answer(pending.text, AnswerRecord(stopped=True, partial=True,
+                                                                collection=pending.collection))
         self.answer_finished.emit(pending.key, provisional)
         self.busy_changed.emit(False)
 
     def _on_answer(self, pending: PendingAnswer, answer) -> None:
         if answer is None:
-            meta = {"stopped": True, "collection": pending.collection}
-            self._complete(pending, pending.text, meta)
+            self._complete(pending, pending.text, AnswerRecord(stopped=True, collection=pending.collection))
             return
         model_name = getattr(getattr(self.engine.engine, "model", None), "name", "")
-        meta = answer_meta(answer, pending.collection, model_name)
+        record = AnswerRecord.from_answer(answer, pending.collection, model_name)
         if pending.stop_requested:
-            meta["stopped"] = True
-        self._complete(pending, answer.text, meta)
+            record = replace(record, stopped=True)
+        self._complete(pending, answer.text, record)
 
     def _on_error(self, pending: PendingAnswer, exc: BaseException) -> None:
-        self._complete(pending, pending.text, {"error": user_message(exc), "collection": pending.collection})
+        self._complete(pending, pending.text, AnswerRecord(error=user_message(exc), collection=pending.collection))
 
     def _finish_with_error(self, message: str) -> None:
         pending = self.pending
         if pending is not None:
-            self._complete(pending, "", {"error": message, "collection": pending.collection})
+            self._complete(pending, "", AnswerRecord(error=message, collection=pending.collection))
 
-    def _complete(self, pending: PendingAnswer, text: str, meta: dict) -> None:
-        message = self._save(pending, text, meta)
+    def _complete(self, pending: PendingAnswer, text: str, record: AnswerRecord) -> None:
+        message = self._save(pending, text, record)
         if self.current is not None and self.current.id == pending.conversation_id:
             if message not in self.current.messages:
                 self.current.messages.append(message)
@@ -304,7 +296,7 @@ class ChatController(QObject):
                 pending.stop_requested = True
                 if pending.stream is not None:
                     pending.stream.stop()
-                self._save(pending, pending.text, {"stopped": True, "collection": pending.collection})
+                self._save(pending, pending.text, AnswerRecord(stopped=True, collection=pending.collection))
         ok = all(w.wait(timeout_s) for w in workers)
         self._closed = True
         return ok

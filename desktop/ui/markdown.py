@@ -16,12 +16,11 @@ from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QFont, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser
 
+from desktop.export import UNSUPPORTED_NOTE  # put after an unsupported sentence, drawn as a warning
 from desktop.rag.grounding import CITE
 from desktop.ui.theme import Colors, follows_palette_change
 
 CITE_SCHEME = "cite"
-# put after a sentence the evidence does not support (desktop.ui.chat), drawn as a warning
-UNSUPPORTED_NOTE = "(not supported by the cited evidence)"
 _CITE = re.compile(CITE.pattern + r"(?!\()")  # a citation marker that is not already a link's text
 _FENCE = re.compile(r"(```.*?(?:```|$)|`[^`\n]*`)", re.DOTALL)
 

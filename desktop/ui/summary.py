@@ -52,7 +52,7 @@ def citation_label(point: Point, one_file: bool) -> str:
 class PointWidget(QFrame):
     """One point: its text, then its pages as links (a click opens the page in the viewer)."""
 
-    source_clicked = Signal(dict)
+    source_clicked = Signal(object)  # the Source
 
     def __init__(self, point: Point, one_file: bool, parent=None):
         super().__init__(parent)
@@ -88,7 +88,7 @@ class PointWidget(QFrame):
 class SummaryDialog(QDialog):
     """Summarize one document (``path``) or the whole ``collection``; see the module docstring."""
 
-    source_clicked = Signal(dict)
+    source_clicked = Signal(object)  # the Source
     summary_done = Signal(object)  # the Summary (partial when stopped), or None after a failure
 
     def __init__(self, catalog, engine, path: str | None, collection: str, task: str = "", parent=None):

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from desktop.display import display_name
 from desktop.rag.loaders import PLAIN_SIGNS
 from desktop.rag.shared import REMOTE_PREFIX
+from desktop.rag.types import Source
 from desktop.ui.theme import Colors, follows_palette_change
 from desktop.ui.workers import Worker
 
@@ -183,11 +184,11 @@ class MarkedPdfView(QPdfView):
 
 class SourceViewer(QWidget):
     closed = Signal()
-    opened = Signal(dict)  # the source now shown (after highlighting)
+    opened = Signal(object)  # the Source now shown (after highlighting)
 
     def __init__(self, parent=None, ocr_dir: str | None = None):
         super().__init__(parent)
-        self.source: dict | None = None
+        self.source: Source | None = None
         self.ocr_dir = ocr_dir  # where indexing kept OCR'd lines; None: the default data folder's
         self.title = QLabel()
         self.title.setObjectName("panelTitle")
@@ -239,12 +240,11 @@ class SourceViewer(QWidget):
         self.highlight: tuple[int, int] | None = None  # the passage's span in the text view
 
     # ------------------------------------------------------------ opening
-    def open_source(self, source: dict) -> None:
+    def open_source(self, source: Source) -> None:
         self.source = source
-        path = source.get("path", "")
-        page = source.get("page")
+        path, page = source.path, source.page
         name = display_name(path)
-        self.title.setText(f"{name}, page {page}" if page else name)
+        self.title.setText(source.location)
         self.title.setToolTip(path)
         self.note.hide()
         self.highlight = None
@@ -252,13 +252,13 @@ class SourceViewer(QWidget):
         if path.startswith(REMOTE_PREFIX):  # a colleague's document in a shared library
             who = path[len(REMOTE_PREFIX):].split("/", 1)[0]
             self._show_message(f"{name} was added to the shared library by {who}; the file is on their "
-                               f"PC. The passage cited:\n\n{source.get('text', '')}")
+                               f"PC. The passage cited:\n\n{source.text}")
             return
         if not os.path.isfile(path):
             self._show_message(f"The file is no longer at {path}.")
             return
         if path.lower().endswith(".pdf"):
-            self._open_pdf(path, int(page or 1), source.get("text", ""), int(source.get("char_start") or 0))
+            self._open_pdf(path, int(page or 1), source.text, source.char_start)
         else:
             self._open_text(path, page, source)
 
@@ -316,8 +316,8 @@ class SourceViewer(QWidget):
         """A page without a text layer: mark the passage's lines from the boxes OCR kept."""
         self.search.setSearchString("")
         source = self.source
-        start = int(source.get("char_start") or 0)
-        end = int(source.get("char_end") or start)
+        start = source.char_start
+        end = source.char_end or start
         if self._ocr_worker is not None:
             self._ocr_worker.quit()
         worker = Worker(ocr_lines, self._ocr_folder(), path, target + 1, start, end, name="ocr-lines")
@@ -333,7 +333,7 @@ class SourceViewer(QWidget):
 
         return str(Paths.default().ocr)
 
-    def _ocr_lines_read(self, source: dict, target: int, boxes: list) -> None:
+    def _ocr_lines_read(self, source: Source, target: int, boxes: list) -> None:
         if self.source is not source:
             return  # another source was opened meanwhile
         if not boxes:
@@ -375,7 +375,7 @@ class SourceViewer(QWidget):
         return self.search.resultAtIndex(index) if index >= 0 else None
 
     # ------------------------------------------------------------ text
-    def _open_text(self, path: str, page: int | None, source: dict) -> None:
+    def _open_text(self, path: str, page: int | None, source: Source) -> None:
         key = (path, page, os.path.getmtime(path))
         if key in self._text_cache:
             self._show_text(self._text_cache[key], source)
@@ -391,20 +391,19 @@ class SourceViewer(QWidget):
         self._worker = worker
         worker.start()
 
-    def _text_read(self, key, text: str, source: dict) -> None:
+    def _text_read(self, key, text: str, source: Source) -> None:
         self._text_cache[key] = text
         if self.source is source:
             self._show_text(text, source)
 
-    def _text_failed(self, exc: BaseException, source: dict) -> None:
+    def _text_failed(self, exc: BaseException, source: Source) -> None:
         from desktop.ui.errors import user_message
 
         if self.source is source:
-            self._show_message(f"Cannot show {display_name(source.get('path', ''))}: {user_message(exc)}")
+            self._show_message(f"Cannot show {display_name(source.path)}: {user_message(exc)}")
 
-    def _show_text(self, text: str, source: dict) -> None:
-        passage = source.get("text", "")
-        span = locate(text, passage, int(source.get("char_start") or 0), int(source.get("char_end") or 0))
+    def _show_text(self, text: str, source: Source) -> None:
+        span = locate(text, source.text, source.char_start, source.char_end)
         offset = 0
         if len(text) > MAX_SHOWN_CHARS:
             centre = span[0] if span else 0

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from desktop.config import Paths, Settings
 from desktop.display import display_name
 from desktop.files import is_under
+from desktop.rag.types import Source
 from desktop.ui.chat import ChatView
 from desktop.ui.chats import ChatsPanel
 from desktop.ui.conversation import ChatController
@@ -347,7 +348,7 @@ class MainWindow(QMainWindow):
         elif self.viewer.isVisible():
             self.viewer.close_viewer()
 
-    def open_source(self, source: dict) -> None:
+    def open_source(self, source: Source) -> None:
         if not self.viewer.isVisible() or self.splitter.sizes()[2] == 0:
             self.viewer.show()
             sizes = self.splitter.sizes()

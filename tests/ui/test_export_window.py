@@ -9,8 +9,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QFileDialog
 
-from desktop.chats import ChatStore, Message, source_dict
+from desktop.chats import AnswerRecord, ChatStore, Message
 from desktop.export import chat_markdown
+from desktop.rag.types import Source
 from tests.helpers.hostile import text_pdf
 
 QUESTION = "Where is the spare impeller kept?"
@@ -28,8 +29,8 @@ def saved_chat(library, paths, tmp_path):
     store = ChatStore(paths.chats)
     conv = store.create("Pump questions", "default")
     store.add_message(conv.id, Message("user", QUESTION))
-    store.add_message(conv.id, Message("assistant", ANSWER, {
-        "mode": "documents", "citations": [source_dict(hit, 1)], "collection": "default"}))
+    store.add_message(conv.id, Message.answer(ANSWER, AnswerRecord(
+        mode="documents", citations=[Source.from_passage(hit, 1)], collection="default")))
     store.close()
     return pdf, conv.id
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 
-from desktop.chats import Message
+from desktop.chats import AnswerRecord, Message
+from desktop.rag.grounding import Claim
+from desktop.rag.types import Source
 from desktop.ui.chat import MessageWidget, display_text
 from desktop.ui.markdown import MarkdownView, citation_number, linkify_citations
 
@@ -60,12 +62,12 @@ def test_only_citation_links_do_anything(qtbot, monkeypatch):
 
 
 def test_an_answer_shows_its_sources_and_the_matched_citation_number(qtbot):
-    source = {"n": 1, "path": "/docs/manual.pdf", "page": 7, "text": "Torque  the M8 bolts\nto 25 Nm.",
-              "similarity": 0.61, "bm25": 3.2, "score": 0.031, "matched": True}
+    source = Source(n=1, path="/docs/manual.pdf", page=7, text="Torque  the M8 bolts\nto 25 Nm.",
+                    similarity=0.61, bm25=3.2, score=0.031, matched=True)
     widget = MessageWidget("assistant")
     qtbot.addWidget(widget)
-    widget.set_message(Message("assistant", "Use 25 Nm.", {"citations": [source]}))
-    assert display_text("Use 25 Nm.", [source]) == "Use 25 Nm. [1]"
+    widget.set_message(Message("assistant", "Use 25 Nm.", {"citations": [source.as_json()]}))
+    assert display_text("Use 25 Nm.", AnswerRecord(citations=[source])) == "Use 25 Nm. [1]"
     assert "[\\[1\\]](cite:1)" in widget.text.markdown()
     item = widget.sources[0]
     assert item.head.text() == "[1] manual.pdf, page 7"
@@ -79,6 +81,7 @@ def test_an_answer_shows_its_sources_and_the_matched_citation_number(qtbot):
 
 
 def test_an_abstention_shows_the_nearest_passages(qtbot):
+    # (a row as an older version saved it: no heading, no matched flag)
     nearest = [{"n": None, "path": "/docs/a.txt", "page": None, "text": "Something close.", "similarity": 0.3}]
     widget = MessageWidget("assistant")
     qtbot.addWidget(widget)
@@ -89,18 +92,19 @@ def test_an_abstention_shows_the_nearest_passages(qtbot):
 
 
 def test_unsupported_sentences_are_marked_and_quotes_say_so(qtbot):
-    source = {"n": 1, "path": "/docs/manual.pdf", "page": 2, "text": "Service every 500 hours."}
-    claims = [{"text": "Service it every 500 hours [1].", "supported": True, "citations": [1]},
-              {"text": "It was built in Norway [1].", "supported": False, "citations": [1]}]
-    shown = display_text("Service it every 500 hours [1]. It was built in Norway [1].", [source], False, claims)
+    source = Source(n=1, path="/docs/manual.pdf", page=2, text="Service every 500 hours.")
+    claims = [Claim("Service it every 500 hours [1].", True, (1,)), Claim("It was built in Norway [1].", False, (1,))]
+    shown = display_text("Service it every 500 hours [1]. It was built in Norway [1].",
+                         AnswerRecord(citations=[source], claims=claims))
     assert shown == ("Service it every 500 hours [1]. It was built in Norway [1]."
                      " *(not supported by the cited evidence)*")
     widget = MessageWidget("assistant")
     qtbot.addWidget(widget)
-    widget.set_message(Message("assistant", "Your documents say: “Service every 500 hours.” [1]",
-                               {"mode": "quoted", "citations": [source]}))
+    widget.set_message(Message.answer("Your documents say: “Service every 500 hours.” [1]",
+                                      AnswerRecord(mode="quoted", citations=[source])))
     assert "Quoted from your documents" in widget.status.text()
-    assert "not supported" not in display_text("Service it every 500 hours [1].", [source], False, claims[:1])
+    assert "not supported" not in display_text("Service it every 500 hours [1].",
+                                               AnswerRecord(citations=[source], claims=claims[:1]))
 
 
 def test_a_source_shows_the_heading_its_line_sits_under_in_the_window_and_the_export(qtbot):
@@ -108,13 +112,13 @@ def test_a_source_shows_the_heading_its_line_sits_under_in_the_window_and_the_ex
     from desktop.export import chat_markdown
     from desktop.ui.chat import SourceItem
 
-    source = {"n": 1, "path": "/docs/libpump.pdf", "page": 12, "text": "Discards every queued command.",
-              "heading": "pump flush [Function] int pump_flush (pump_handle * handle)\u202e"}
+    source = Source(n=1, path="/docs/libpump.pdf", page=12, text="Discards every queued command.",
+                    heading="pump flush [Function] int pump_flush (pump_handle * handle)\u202e")
     item = SourceItem(source)
     qtbot.addWidget(item)
     assert item.head.text().startswith("[1] libpump.pdf, page 12 · pump flush [Function] int pump_flush")
     assert "\u202e" not in item.head.text()  # a bidi override from a document is shown escaped
-    meta = {"mode": "documents", "citations": [source], "claims": []}
+    meta = AnswerRecord(mode="documents", citations=[source]).as_json()
     conv = Conversation(1, "Pumps", "default", 0.0, 0.0,
                         [Message("user", "Which function discards queued commands?"),
                          Message("assistant", "pump_flush [1]", meta)])

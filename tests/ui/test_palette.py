@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.chats import Message
 from desktop.config import Paths, Settings
+from desktop.rag.types import Source
 from desktop.ui.documents import DocRow
 from desktop.ui.theme import (
     MIN_CONTRAST,
@@ -309,8 +310,8 @@ def test_the_marked_passage_is_readable_in_light_and_dark_palettes(qtbot, app_pa
     app_palette(PALETTES[first])
     window = chat_window()
     window.resize(1400, 800)
-    window.open_source({"n": 1, "path": str(note), "page": None, "text": MARKED,
-                        "char_start": len(intro), "char_end": len(intro) + len(MARKED)})
+    window.open_source(Source(n=1, path=str(note), page=None, text=MARKED,
+                              char_start=len(intro), char_end=len(intro) + len(MARKED)))
     qtbot.waitUntil(lambda: window.viewer.highlight is not None, timeout=30_000)
     assert window.viewer.highlighted_text() == MARKED
     check_marked_passage(qtbot, window, dark=first == "dark")

@@ -46,10 +46,11 @@ def test_a_new_window_on_the_same_data_folder_shows_the_earlier_chats_and_docume
         bubbles = second.chat_view.messages
         assert [b.role for b in bubbles] == ["user", "assistant"]
         assert bubbles[0].plain_text.strip() == QUESTION
-        numbers = {c["n"] for c in answer.meta["citations"]}
-        shown = display_text(answer.content, answer.meta["citations"])
+        record = answer.record
+        numbers = {c.n for c in record.citations}
+        shown = display_text(answer.content, record)
         assert bubbles[1].text.markdown() == linkify_citations(shown, numbers)
-        assert [s.source["path"] for s in bubbles[1].sources] == [c["path"] for c in answer.meta["citations"]]
+        assert record.citations and [s.source for s in bubbles[1].sources] == record.citations
         qtbot.waitUntil(lambda: len(second.documents.model.rows) == 2, timeout=5000)
         rows = rows_by_name(second)
         assert rows[pdf.name].status == rows[article.name].status == "indexed"

@@ -27,6 +27,7 @@ from PySide6.QtCore import QSize
 
 from desktop.config import Paths, Settings
 from desktop.rag.servers import check_chroma_server, check_model_server
+from desktop.rag.types import Source
 from desktop.ui.settings_dialog import SERVER, SettingsDialog
 
 MODEL_KEY = "sesame"
@@ -328,7 +329,7 @@ def test_window_size_and_pane_sizes_come_back_after_a_restart(qtbot, window_at, 
     assert second.size() == size
     assert second.splitter.sizes()[:2] == main and second.side_splitter.sizes() == side
     # opening and closing a source keeps the side pane as wide as the user made it
-    second.open_source({"n": 1, "path": str(sprig_home / "moved-away.txt"), "page": None, "text": "x"})
+    second.open_source(Source(n=1, path=str(sprig_home / "moved-away.txt"), page=None, text="x"))
     qtbot.wait(50)
     opened = second.splitter.sizes()
     assert opened[2] > 0  # (on a narrow screen the side pane gives way while the viewer is open)

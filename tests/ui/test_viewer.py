@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextCursor
 
-from desktop.ui.conversation import source_dict
+from desktop.rag.types import Source
 from desktop.ui.viewer import normalise
 from tests.conftest import eval_path
 from tests.ui.conftest import SQUAD
@@ -40,11 +40,11 @@ def test_clicking_a_citation_opens_the_pdf_at_the_cited_page_with_the_passage_hi
     with qtbot.waitSignal(window.chat.answer_finished, timeout=120_000) as done:
         window.chat_view.input.setPlainText("When did PepsiCo hold its 2023 Annual Meeting of Shareholders?")
         window.chat_view.send()
-    citation = done.args[1].meta["citations"][0]
-    assert citation["path"] == str(pdf) and citation["page"] and citation["page"] > 1
-    page = citation["page"]
+    citation = done.args[1].record.citations[0]
+    assert citation.path == str(pdf) and citation.page and citation.page > 1
+    page = citation.page
     assert not window.viewer.isVisible()
-    click_citation(qtbot, window.chat_view.last_answer().text, citation["n"])
+    click_citation(qtbot, window.chat_view.last_answer().text, citation.n)
     qtbot.waitUntil(lambda: window.viewer.isVisible() and window.viewer.highlighted_result is not None,
                     timeout=10_000)
     viewer = window.viewer
@@ -55,7 +55,7 @@ def test_clicking_a_citation_opens_the_pdf_at_the_cited_page_with_the_passage_hi
     assert result.page() == page - 1 and result.rectangles()
     # what is highlighted is the cited passage (as the PDF's own text layer has it)
     phrase = normalise(viewer.search.searchString())
-    assert len(phrase) > 40 and phrase in normalise(citation["text"])
+    assert len(phrase) > 40 and phrase in normalise(citation.text)
     assert phrase in normalise(viewer.pdf.getAllText(page - 1).text())
     assert window.splitter.sizes()[2] > 0
     window.escape()  # Esc closes the viewer when no answer is running
@@ -69,7 +69,7 @@ def test_a_text_source_opens_as_text_scrolled_to_the_passage(qtbot, make_window,
     deep = max(passages, key=lambda p: p.char_start)
     assert deep.char_start > 5000
     window = make_window(library=library)
-    window.open_source(source_dict(deep, 1))
+    window.open_source(Source.from_passage(deep, 1))
     viewer = window.viewer
     qtbot.waitUntil(lambda: viewer.highlight is not None, timeout=30_000)
     assert viewer.stack.currentWidget() is viewer.text_view
@@ -88,7 +88,7 @@ def test_a_source_whose_file_is_gone_says_so(qtbot, make_window, library, tmp_pa
     passage = library.search("torque M8 bolts", k=1)[0]
     note.unlink()
     window = make_window(library=library)
-    window.open_source(source_dict(passage, 1))
+    window.open_source(Source.from_passage(passage, 1))
     assert window.viewer.stack.currentWidget() is window.viewer.message
     assert f"no longer at {note}" in window.viewer.message.text()
 
@@ -104,8 +104,8 @@ def test_a_phrase_spelled_plainly_is_searched_as_the_pdf_prints_it():
 
 def test_a_colleagues_document_in_a_shared_library_shows_the_cited_passage(qtbot, make_window):
     window = make_window()
-    window.open_source({"path": "shared://alice/home/alice/pump-manual.txt", "page": None,
-                        "text": "The spare impeller is stored in locker 12.", "char_start": 0, "char_end": 42})
+    window.open_source(Source(path="shared://alice/home/alice/pump-manual.txt", page=None,
+                              text="The spare impeller is stored in locker 12.", char_start=0, char_end=42))
     assert window.viewer.stack.currentWidget() is window.viewer.message
     shown = window.viewer.message.text()
     assert "added to the shared library by alice" in shown and "stored in locker 12" in shown

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage
 
-from desktop.ui.conversation import source_dict
+from desktop.rag.types import Source
 from tests.helpers.scans import PAGES, scan_pdf
 
 
@@ -29,7 +29,7 @@ def test_a_scanned_page_opens_with_the_cited_lines_marked_on_the_page_image(qtbo
     assert hit.page == 3 and "86 nests" in hit.text
     window = make_window(library=library)
     window.resize(1200, 900)
-    window.open_source(source_dict(hit, 1))
+    window.open_source(Source.from_passage(hit, 1))
     viewer = window.viewer
     view = viewer.pdf_view
     qtbot.waitUntil(lambda: view.marks is not None, timeout=20_000)
