@@ -3,6 +3,10 @@
 It holds documents (path, content hash, size, mtime, status, reason, pages, chunks),
 every chunk's text and location, and an FTS5 index for keyword search. The vector store
 only holds vectors and can always be rebuilt from here.
+
+A document's chunks are committed before its vectors are written (status ``embedding``,
+with ``vectors`` counting the chunks embedded so far): keyword search covers it from that
+moment, and it is ``indexed`` once every chunk has its vector.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ CREATE TABLE IF NOT EXISTS documents (
     content_hash TEXT,
     size INTEGER,
     mtime REAL,
-    status TEXT NOT NULL,           -- queued | indexing | indexed | failed
+    status TEXT NOT NULL,           -- queued | indexing | embedding | indexed | failed
     code TEXT,                      -- machine word for a failure (encrypted, damaged, ...)
     reason TEXT,                    -- plain-language reason for a failure
     pages INTEGER NOT NULL DEFAULT 0,
@@ -47,6 +51,7 @@ CREATE TABLE IF NOT EXISTS documents (
     indexed_at REAL,
     added_by TEXT,                  -- shared library: who added it (NULL: a local library)
     remote INTEGER NOT NULL DEFAULT 0,  -- 1: another PC's document, cached from the server
+    vectors INTEGER NOT NULL DEFAULT 0, -- status embedding: chunks whose vectors are written so far
     UNIQUE (collection, path)
 );
 CREATE TABLE IF NOT EXISTS chunks (
@@ -89,10 +94,21 @@ class Document:
     indexed_at: float | None
     added_by: str | None = None
     remote: int = 0
+    vectors: int = 0
 
     @property
     def name(self) -> str:
         return Path(self.path).name
+
+    @property
+    def embedded(self) -> float | None:
+        """The share of its chunks that have vectors: 1.0 indexed, a fraction while it is
+        ``embedding`` (keyword search only until then), None for other states."""
+        if self.status == "indexed":
+            return 1.0
+        if self.status == "embedding":
+            return min(1.0, self.vectors / self.chunks) if self.chunks else 0.0
+        return None
 
     def as_json(self) -> dict:
         return {
@@ -107,6 +123,7 @@ class Document:
             "indexed_at": self.indexed_at,
             "added_by": self.added_by,
             "on_this_pc": not self.remote,
+            "embedded": None if self.embedded is None else round(self.embedded, 3),
         }
 
 
@@ -167,7 +184,8 @@ class Catalog:
     def _add_missing_columns(self) -> None:
         """A catalog written before a column existed gets it (with its default)."""
         have = {r["name"] for r in self._db.execute("PRAGMA table_info(documents)")}
-        for name, ddl in (("added_by", "added_by TEXT"), ("remote", "remote INTEGER NOT NULL DEFAULT 0")):
+        for name, ddl in (("added_by", "added_by TEXT"), ("remote", "remote INTEGER NOT NULL DEFAULT 0"),
+                          ("vectors", "vectors INTEGER NOT NULL DEFAULT 0")):
             if name not in have:
                 self._db.execute(f"ALTER TABLE documents ADD COLUMN {ddl}")
 
@@ -315,22 +333,62 @@ class Catalog:
         mtime: float,
         pages: int,
     ) -> None:
-        """Swap a document's chunks and mark it indexed, in one transaction."""
+        """Swap a document's chunks and mark it indexed, in one transaction (its vectors are
+        written already: a shared library's write)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
-            db.executemany(
-                "INSERT INTO chunks(chunk_id, doc_id, seq, page, char_start, char_end, text) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (cid, doc_id, c.seq, c.page, c.char_start, c.char_end, c.text)
-                    for cid, c in zip(chunk_ids, chunks, strict=True)
-                ],
-            )
+            self._swap_chunks(db, doc_id, chunk_ids, chunks)
             db.execute(
                 "UPDATE documents SET status='indexed', code=NULL, reason=NULL, content_hash=?, size=?, "
-                "mtime=?, pages=?, chunks=?, crashes=0, indexed_at=? WHERE id=?",
-                (content_hash, size, mtime, pages, len(chunks), time.time(), doc_id),
+                "mtime=?, pages=?, chunks=?, vectors=?, crashes=0, indexed_at=? WHERE id=?",
+                (content_hash, size, mtime, pages, len(chunks), len(chunks), time.time(), doc_id),
             )
+
+    def commit_chunks(
+        self,
+        doc_id: int,
+        chunk_ids: list[str],
+        chunks: list[Chunk],
+        *,
+        content_hash: str,
+        size: int,
+        mtime: float,
+        pages: int,
+    ) -> None:
+        """Swap a document's chunks before its vectors are written, in one transaction: keyword
+        search has the new version from this commit on (the older one until it), never both.
+        The document is ``embedding`` until ``mark_indexed``; its crash count is kept (a
+        crash while embedding counts against this content, see Library._guard_crash_loop)."""
+        with self.transaction() as db:
+            self._swap_chunks(db, doc_id, chunk_ids, chunks)
+            db.execute(
+                "UPDATE documents SET status='embedding', code=NULL, reason=NULL, content_hash=?, size=?, "
+                "mtime=?, pages=?, chunks=?, vectors=0 WHERE id=?",
+                (content_hash, size, mtime, pages, len(chunks), doc_id),
+            )
+
+    @staticmethod
+    def _swap_chunks(db: sqlite3.Connection, doc_id: int, chunk_ids: list[str], chunks: list[Chunk]) -> None:
+        db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+        db.executemany(
+            "INSERT INTO chunks(chunk_id, doc_id, seq, page, char_start, char_end, text) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (cid, doc_id, c.seq, c.page, c.char_start, c.char_end, c.text)
+                for cid, c in zip(chunk_ids, chunks, strict=True)
+            ],
+        )
+
+    def set_vectors(self, doc_id: int, done: int) -> None:
+        """How many of an ``embedding`` document's chunks have their vectors written."""
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET vectors=? WHERE id=? AND status='embedding'", (done, doc_id))
+
+    def mark_indexed(self, doc_id: int) -> None:
+        """Every chunk of an ``embedding`` document has its vector: it is indexed."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE documents SET status='indexed', vectors=chunks, crashes=0, indexed_at=? "
+                "WHERE id=? AND status='embedding'", (time.time(), doc_id))
 
     def delete_document(self, doc_id: int) -> None:
         with self.transaction() as db:
@@ -399,15 +457,16 @@ class Catalog:
     def chunk_ids(self, doc_id: int) -> list[str]:
         return [r["chunk_id"] for r in self._query("SELECT chunk_id FROM chunks WHERE doc_id=? ORDER BY seq", (doc_id,))]
 
-    def all_chunk_ids(self, collection: str | None = None) -> set[str]:
-        if collection is None:
-            rows = self._query("SELECT chunk_id FROM chunks")
-        else:
-            rows = self._query(
-                "SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE d.collection=?",
-                (collection,),
-            )
-        return {r["chunk_id"] for r in rows}
+    def all_chunk_ids(self, collection: str | None = None, status: str | None = None) -> set[str]:
+        """The chunk ids of ``collection`` (None: all), of documents in ``status`` (None: any)."""
+        sql, params = "SELECT c.chunk_id FROM chunks c JOIN documents d ON d.id=c.doc_id WHERE 1=1", []
+        if collection is not None:
+            sql += " AND d.collection=?"
+            params.append(collection)
+        if status is not None:
+            sql += " AND d.status=?"
+            params.append(status)
+        return {r["chunk_id"] for r in self._query(sql, params)}
 
     def chunks_by_ids(self, ids: list[str]) -> dict[str, StoredChunk]:
         out: dict[str, StoredChunk] = {}
@@ -462,14 +521,15 @@ class Catalog:
         )
 
     def keyword_search(self, collection: str, fts_query: str, limit: int) -> list[tuple[str, float]]:
-        """(chunk_id, score) by BM25, best first; score is -bm25 so higher is better."""
+        """(chunk_id, score) by BM25, best first; score is -bm25 so higher is better. Documents
+        still ``embedding`` are included: their chunks are searchable by keyword at once."""
         if not fts_query:
             return []
         try:
             rows = self._query(
                 "SELECT c.chunk_id, bm25(chunks_fts) AS rank FROM chunks_fts "
                 "JOIN chunks c ON c.rowid = chunks_fts.rowid JOIN documents d ON d.id = c.doc_id "
-                "WHERE chunks_fts MATCH ? AND d.collection=? AND d.status='indexed' "
+                "WHERE chunks_fts MATCH ? AND d.collection=? AND d.status IN ('indexed', 'embedding') "
                 "ORDER BY rank LIMIT ?",
                 (fts_query, collection, limit),
             )
