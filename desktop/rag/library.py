@@ -3,8 +3,16 @@
 It ties the catalog (source of truth), the vector store and the embedder together and
 owns indexing: idempotent (deterministic chunk ids, upsert, content-hash skip),
 incremental (changed files replaced, deleted files removed, folders synced), atomic per
-document (fully indexed or not at all, also when cancelled or killed), and tolerant of
-bad files (each gets a reason; the batch goes on).
+document, and tolerant of bad files (each gets a reason; the batch goes on).
+
+Keyword first: once a file is parsed and chunked, its chunks and their FTS5 rows are
+committed in one transaction (replacing an older version's, which stay searchable until
+then), and the document is ``embedding``: keyword search (BM25) finds it at once. Its
+vectors are then embedded and stored batch by batch (``vectors`` counts them), and
+hybrid retrieval uses each as it lands; the last batch makes it ``indexed``. A cancel or a
+kill in that phase leaves it ``embedding``, searchable by keyword, never with two sets of
+chunks; the next run (resume() at start-up) writes the missing vectors without parsing
+it again. A shared library (``desktop.rag.shared``) stays all at once: see _embed_and_write.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.config import Paths, Settings
@@ -35,6 +44,22 @@ MAX_CRASHES = 2
 IN_FLIGHT = "indexing_in_flight"  # catalog meta key: the document being embedded and written
 PREPARE_MESSAGE = "preparing the embedder (once per data folder: up to half a minute)"
 REBUILD_PENDING = "vector_rebuild_pending"  # catalog meta key, "1" while a rebuild runs
+EMBED_BATCH = 64  # chunks embedded (and, in a local library, stored) at a time
+
+
+@dataclass
+class IndexJob:
+    """One file for the indexing loop: what ``_plan`` found, and its place in the batch."""
+
+    collection: str
+    path: Path
+    doc_id: int
+    digest: str  # the file's sha256
+    size: int
+    mtime: float
+    vectors_only: bool = False  # its chunks are committed (status embedding): only vectors to write
+    n: int = 0  # 1-based place in the batch
+    total: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -307,7 +332,7 @@ class Library:
                 self._remove_doc(doc)
                 summary.removed.append(doc.path)
         # what needs work
-        todo: list[tuple[Path, int, str, int, float]] = []
+        todo: list[IndexJob] = []
         count = len(files)
         for i, path in enumerate(files, start=1):
             if cancel.cancelled:
@@ -328,37 +353,47 @@ class Library:
         if summary.cancelled:
             summary.seconds = time.perf_counter() - started
             return summary
+        for n, job in enumerate(todo, start=1):
+            job.n, job.total = n, len(todo)
         worker = ParserWorker(self.limits, self.settings.parse_timeout_s, self.settings.parse_memory_mb)
+        # a document whose chunks are in the catalog already only needs its vectors: not parsed
+        to_parse = iter([job for job in todo if not job.vectors_only])
+
+        def parse_next() -> None:
+            job = next(to_parse, None)
+            if job is not None:
+                worker.submit(job.path)  # parsed while the file before it embeds
+
         try:
-            if todo:
-                worker.submit(todo[0][0])
-            for n, (path, doc_id, digest, size, mtime) in enumerate(todo, start=1):
+            parse_next()
+            for job in todo:
+                n, path = job.n, job.path
                 if cancel.cancelled:
                     summary.cancelled = True
                     break
-                progress(Progress("parse", n, len(todo), str(path)))
+                pages = None
+                if not job.vectors_only:
+                    progress(Progress("parse", n, len(todo), str(path)))
 
-                def ocr_progress(done: int, total: int, n=n, path=path) -> None:
-                    # scanned pages read so far: the file's bar moves page by page
-                    progress(Progress("parse", n, len(todo), str(path), pages=total, chunks=total,
-                                      chunks_done=done, message=f"OCR: page {done} of {total}"))
+                    def ocr_progress(done: int, total: int, n=n, path=path) -> None:
+                        # scanned pages read so far: the file's bar moves page by page
+                        progress(Progress("parse", n, len(todo), str(path), pages=total, chunks=total,
+                                          chunks_done=done, message=f"OCR: page {done} of {total}"))
 
+                    try:
+                        pages = worker.collect(ocr_progress, cancel)
+                    except DocumentError as exc:
+                        pages = exc
+                    except Cancelled:
+                        summary.cancelled = True
+                        break
+                    parse_next()
+                    if isinstance(pages, DocumentError):
+                        self._fail(job.doc_id, pages, summary, str(path), job.digest)
+                        progress(Progress("fail", n, len(todo), str(path), message=pages.reason))
+                        continue
                 try:
-                    pages = worker.collect(ocr_progress, cancel)
-                except DocumentError as exc:
-                    pages = exc
-                except Cancelled:
-                    summary.cancelled = True
-                    break
-                if n < len(todo):
-                    worker.submit(todo[n][0])  # parse the next file while this one embeds
-                if isinstance(pages, DocumentError):
-                    self._fail(doc_id, pages, summary, str(path), digest)
-                    progress(Progress("fail", n, len(todo), str(path), message=pages.reason))
-                    continue
-                try:
-                    self._index_one(collection, path, doc_id, digest, size, mtime, pages, n, len(todo),
-                                    progress, cancel)
+                    self._index_one(job, pages, progress, cancel)
                 except Cancelled:
                     summary.cancelled = True
                     break
@@ -369,7 +404,7 @@ class Library:
 
                     raise classify_error(self.paths.catalog, exc) from None
                 summary.indexed.append(str(path))
-                doc = self.catalog.document_by_id(doc_id)
+                doc = self.catalog.document_by_id(job.doc_id)
                 summary.pages += doc.pages
                 summary.chunks += doc.chunks
                 progress(Progress("done", n, len(todo), str(path), pages=doc.pages, chunks=doc.chunks,
@@ -392,8 +427,8 @@ class Library:
         except (OSError, sqlite3.Error) as exc:
             log.warning("could not back up the catalog: %s", exc)
 
-    def _plan(self, collection: str, path: Path, summary: IndexSummary):
-        """None if ``path`` needs no work; else (path, doc_id, sha256, size, mtime)."""
+    def _plan(self, collection: str, path: Path, summary: IndexSummary) -> IndexJob | None:
+        """None if ``path`` needs no work; else what to do with it."""
         try:
             stat = path.stat()
         except OSError as exc:
@@ -432,6 +467,10 @@ class Library:
                 else:
                     summary.failed[str(path)] = doc.reason or "failed"
                 return None
+        if doc and doc.status == "embedding" and doc.content_hash == digest and self.sharing is None:
+            # its chunks are in the catalog (keyword search has them): only vectors are missing
+            self.catalog.upsert_document(collection, str(path), size=stat.st_size, mtime=stat.st_mtime)
+            return IndexJob(collection, path, doc.id, digest, stat.st_size, stat.st_mtime, vectors_only=True)
         if doc is None:
             doc_id = self.catalog.upsert_document(collection, str(path), status="queued")
         else:
@@ -440,7 +479,7 @@ class Library:
                 self.catalog.upsert_document(collection, str(path), crashes=0)
         if self.sharing is not None and self._plan_shared(collection, path, doc, doc_id, digest, stat, summary):
             return None
-        return (path, doc_id, digest, stat.st_size, stat.st_mtime)
+        return IndexJob(collection, path, doc_id, digest, stat.st_size, stat.st_mtime)
 
     def _plan_shared(self, collection, path, doc, doc_id, digest, stat, summary) -> bool:
         """A shared library: True when the file needs no parsing (the same content is already
@@ -501,60 +540,104 @@ class Library:
             )
         summary.failed[path] = reason
 
-    def _index_one(self, collection, path, doc_id, digest, size, mtime, pages, n, total, progress, cancel):
+    def _index_one(self, job: IndexJob, pages, progress: ProgressFn, cancel: CancelToken) -> None:
         # which document this process is working on, for the crash-loop guard in recover()
-        self.catalog.set_meta(IN_FLIGHT, json.dumps({"doc_id": doc_id, "crash_log_size": _size(self.paths.crash_log) or 0,
-                                                     "content_hash": digest}))
+        self.catalog.set_meta(IN_FLIGHT, json.dumps({"doc_id": job.doc_id,
+                                                     "crash_log_size": _size(self.paths.crash_log) or 0,
+                                                     "content_hash": job.digest}))
         try:
-            self._embed_and_write(collection, path, doc_id, digest, size, mtime, pages, n, total, progress,
-                                  cancel)
+            self._embed_and_write(job, pages, progress, cancel)
         finally:
             self.catalog.set_meta(IN_FLIGHT, "")
 
-    def _embed_and_write(self, collection, path, doc_id, digest, size, mtime, pages, n, total, progress,
-                         cancel):
+    def _embed_and_write(self, job: IndexJob, pages, progress: ProgressFn, cancel: CancelToken) -> None:
+        """Keyword first: the chunks (and their FTS5 rows) are committed, then the vectors are
+        written batch by batch. ``pages`` is None for a document whose chunks are committed
+        already (``job.vectors_only``): only its missing vectors are written."""
         from desktop.rag.chunking import chunk_pages
 
-        chunks: list[Chunk] = chunk_pages(
-            pages, self.embedder.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap
-        )
-        npages = sum(1 for p in pages if p.number is not None) or 1
-        if not chunks:
-            raise DocumentError("no_text", "the file contains no text")
+        if job.vectors_only:
+            stored = self.catalog.chunks_of(job.doc_id)
+            ids = [cid for cid, _ in stored]
+            chunks = [c for _, c in stored]
+            npages = self.catalog.document_by_id(job.doc_id).pages
+        else:
+            chunks = chunk_pages(
+                pages, self.embedder.tokenizer, self.settings.chunk_tokens, self.settings.chunk_overlap
+            )
+            npages = sum(1 for p in pages if p.number is not None) or 1
+            if not chunks:
+                raise DocumentError("no_text", "the file contains no text")
+            ids = [chunk_id(job.collection, str(job.path), job.digest, c.seq) for c in chunks]
+
+        def report(stage: str, done: int, message: str = "") -> None:
+            progress(Progress(stage, job.n, job.total, str(job.path), pages=npages, chunks=len(chunks),
+                              chunks_done=done, message=message))
+
+        if self.sharing is not None:
+            # a shared library stays all at once: a colleague's Sprig reads the chunk text from
+            # the server, so a document is published there (text and vectors) in one write
+            self._prepare_embedder(report)
+            vectors = self._embed_all(job, chunks, report, cancel)
+            report("store", len(chunks))
+            self._write_shared(job, npages, chunks, vectors)
+            return
+        if not job.vectors_only:
+            old_ids = set(self.catalog.chunk_ids(job.doc_id))
+            # one transaction: keyword search has the older version until here, the new one after
+            self.catalog.commit_chunks(job.doc_id, ids, chunks, content_hash=job.digest, size=job.size,
+                                       mtime=job.mtime, pages=npages)
+            self._edges_cache.pop(job.doc_id, None)  # its pages changed
+            # the older version's vectors; a kill before this leaves orphans, which recover() deletes
+            self.store.delete_ids(job.collection, sorted(old_ids - set(ids)))
+            report("store", 0)  # searchable by keyword from now on
+        self._prepare_embedder(report)
+        self._write_vectors(job, ids, chunks, report, cancel)
+
+    def _prepare_embedder(self, report) -> None:
         if getattr(self.embedder, "needs_build", False):
             # the first document in a fresh data folder: say why nothing moves for a while
-            progress(Progress("prepare", n, total, str(path), pages=npages, chunks=len(chunks),
-                              message=PREPARE_MESSAGE))
+            report("prepare", 0, PREPARE_MESSAGE)
             self.embedder.load()
-        progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks)))
-        batch = 64
-        parts = []
-        for start in range(0, len(chunks), batch):
+
+    def _write_vectors(self, job: IndexJob, ids: list[str], chunks: list[Chunk], report,
+                       cancel: CancelToken) -> None:
+        """Embed and store the vectors of an ``embedding`` document, batch by batch, then mark it
+        indexed. Cancelled or killed, it stays ``embedding`` (searchable by keyword), and the
+        next run writes only the vectors the store does not hold yet."""
+        have = self.store.existing(job.collection, ids) if job.vectors_only else set()
+        missing = [i for i, cid in enumerate(ids) if cid not in have]
+        done = len(ids) - len(missing)
+        if job.vectors_only:
+            self.catalog.set_vectors(job.doc_id, done)  # what the store holds (a rebuild may have cleared it)
+        report("embed", done)
+        for start in range(0, len(missing), EMBED_BATCH):
             cancel.raise_if_cancelled()
-            parts.append(self.embedder.embed([embed_text(path, c) for c in chunks[start : start + batch]]))
-            progress(Progress("embed", n, total, str(path), pages=npages, chunks=len(chunks),
-                              chunks_done=min(len(chunks), start + batch)))
-        cancel.raise_if_cancelled()
+            rows = missing[start:start + EMBED_BATCH]
+            vectors = self.embedder.embed([embed_text(job.path, chunks[i]) for i in rows])
+            self.store.upsert(job.collection, [ids[i] for i in rows], vectors, job.doc_id)
+            done += len(rows)
+            self.catalog.set_vectors(job.doc_id, done)  # after the upsert: never more than stored
+            report("embed", done)
+        self.catalog.mark_indexed(job.doc_id)
+
+    def _embed_all(self, job: IndexJob, chunks: list[Chunk], report, cancel: CancelToken):
         import numpy as np
 
-        vectors = np.concatenate(parts)
-        progress(Progress("store", n, total, str(path), pages=npages, chunks=len(chunks), chunks_done=len(chunks)))
-        if self.sharing is not None:
-            self._write_shared(collection, path, doc_id, digest, size, mtime, npages, chunks, vectors)
-            return
-        ids = [chunk_id(collection, str(path), digest, c.seq) for c in chunks]
-        old_ids = set(self.catalog.chunk_ids(doc_id))
-        # the write phase: not cancellable, and recoverable after a crash (status 'indexing')
-        self.catalog.set_status(doc_id, "indexing")
-        self.store.upsert(collection, ids, vectors, doc_id)
-        self.store.delete_ids(collection, sorted(old_ids - set(ids)))
-        self.catalog.replace_chunks(doc_id, ids, chunks, content_hash=digest, size=size, mtime=mtime, pages=npages)
-        self._edges_cache.pop(doc_id, None)  # its pages changed
+        report("embed", 0)
+        parts = []
+        for start in range(0, len(chunks), EMBED_BATCH):
+            cancel.raise_if_cancelled()
+            parts.append(self.embedder.embed([embed_text(job.path, c) for c in chunks[start:start + EMBED_BATCH]]))
+            report("embed", min(len(chunks), start + EMBED_BATCH))
+        cancel.raise_if_cancelled()
+        return np.concatenate(parts)
 
-    def _write_shared(self, collection, path, doc_id, digest, size, mtime, npages, chunks, vectors) -> None:
+    def _write_shared(self, job: IndexJob, npages: int, chunks: list[Chunk], vectors) -> None:
         """The write phase on a server. A server lost mid-way leaves the document queued (its
         older version, if any, still searchable here) and stops the batch: resume() picks it up."""
-
+        collection, path, doc_id, digest = job.collection, job.path, job.doc_id, job.digest
+        size, mtime = job.size, job.mtime
         before = self.catalog.document_by_id(doc_id)
         old_hash = before.content_hash if before and before.status == "indexed" else None
         ids = self.sharing.chunk_ids(collection, digest, chunks)
@@ -632,11 +715,15 @@ class Library:
     # ---------------------------------------------------------------- recovery
     def recover(self) -> list[str]:
         """After a crash: documents caught mid-write lose their partial vectors and are re-queued;
-        vectors the catalog does not know are deleted. Returns the paths to index again."""
+        vectors the catalog does not know are deleted. A document caught while ``embedding``
+        keeps its chunks (searchable by keyword) and the vectors it has: resume() writes the
+        rest without parsing it again. Returns the paths to index again."""
         requeue = []
         with self._write_lock:
             for doc in self.catalog.documents():
-                if doc.status in ("indexing",):
+                if doc.status == "embedding":
+                    requeue.append(doc.path)
+                elif doc.status in ("indexing",):
                     self._drop_vectors(doc)
                     with self.catalog.transaction() as db:
                         db.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
@@ -696,12 +783,13 @@ class Library:
                  "it changes", crashes, info.get("content_hash"), doc.id))
 
     def resume(self, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> IndexSummary:
-        """Index again whatever a crash or a cancel left queued, and indexed files that changed
-        on disk (a changed file keeps its old chunks until the new ones are written)."""
+        """Index again whatever a crash or a cancel left queued, write the missing vectors of
+        documents left ``embedding``, and index again indexed files that changed on disk (a
+        changed file keeps its old chunks until the new ones are committed)."""
         total = IndexSummary()
         queued: dict[str, list[str]] = {}
         for doc in self.catalog.documents():
-            if doc.status == "queued" or (doc.status == "indexed" and _changed_on_disk(doc)) or (
+            if doc.status in ("queued", "embedding") or (doc.status == "indexed" and _changed_on_disk(doc)) or (
                     self.sharing is not None and shared_unwritten(doc) and _exists(Path(doc.path))):
                 queued.setdefault(doc.collection, []).append(doc.path)
         for coll, paths in queued.items():
@@ -720,6 +808,8 @@ class Library:
             for coll in [collection] if collection else self.catalog.collections():
                 if self.sharing is None:
                     self.store.drop_collection(coll)  # on a server, vectors are overwritten in place
+                    for doc in self.catalog.documents(coll, status="embedding"):
+                        self.catalog.set_vectors(doc.id, 0)  # theirs went too: resume() writes them all
                 total = self.catalog.count_chunks(coll)
                 for batch in self.catalog.iter_chunks(coll):
                     cancel.raise_if_cancelled()
@@ -744,7 +834,9 @@ class Library:
         return done
 
     def consistency_report(self) -> dict:
-        """Counts that must all be zero for a healthy store (used by tests and `sprig check`)."""
+        """Counts that must all be zero for a healthy store with nothing left to do (used by
+        tests and `sprig check`). ``in_flight``: documents not finished, caught mid-write or
+        still ``embedding`` (searchable by keyword; the next indexing run writes their vectors)."""
         if self.sharing is not None:
             counts = self.sharing.report()
         else:
@@ -752,11 +844,13 @@ class Library:
             for coll in self.catalog.collections():
                 known = self.catalog.all_chunk_ids(coll)
                 stored = self.store.all_ids(coll)
-                counts["missing_vectors"] += len(known - stored)
+                # an embedding document's vectors are still being written: counted in flight
+                counts["missing_vectors"] += len(self.catalog.all_chunk_ids(coll, status="indexed") - stored)
                 counts["orphan_vectors"] += len(stored - known)
         return {
             **counts,
-            "in_flight": len(self.catalog.documents(status="indexing")),
+            # documents not finished: caught mid-write, or searchable by keyword only so far
+            "in_flight": sum(len(self.catalog.documents(status=s)) for s in ("indexing", "embedding")),
             "catalog_ok": self.catalog.integrity_ok(),
         }
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import pytest
 
 from desktop.rag.types import CancelToken
 from tests.conftest import eval_path, load_eval
-from tests.helpers.embedders import Unbuilt
+from tests.helpers.embedders import CountingEmbedder, Gated, Unbuilt
 
 AMCOR = ("financebench", "pdfs", "AMCOR_2023Q4_EARNINGS.pdf")
+CLEAN = {"missing_vectors": 0, "orphan_vectors": 0, "in_flight": 0, "catalog_ok": True}
 
 
 def _chunk_ids(library, collection="default"):
@@ -128,7 +130,12 @@ def test_collections_are_separate(library, tmp_path):
     assert library.search("zebras", k=5, collection="africa") == []
 
 
-def test_cancel_leaves_documents_fully_indexed_or_absent(library):
+def test_cancel_keeps_whole_documents_and_the_next_run_finishes_their_vectors(library):
+    """A cancel in a document's vector phase keeps its chunks (searchable by keyword, never
+    half of them) and the vectors written so far; the next run writes the rest without
+    parsing it again. Documents not started leave no trace."""
+    from desktop.rag.library import EMBED_BATCH
+
     articles = sorted(eval_path("squad_v1.1_dev", "derived", "articles").glob("*.txt"))[:4]
     cancel = CancelToken()
     seen = []
@@ -142,14 +149,120 @@ def test_cancel_leaves_documents_fully_indexed_or_absent(library):
     assert summary.cancelled
     assert summary.indexed == [str(articles[0])]
     docs = library.documents("default")
-    assert [d.path for d in docs] == [str(articles[0])]
-    assert docs[0].status == "indexed"
-    assert library.store.all_ids("default") == _chunk_ids(library)
+    assert [(d.path, d.status) for d in docs] == [(str(articles[0]), "indexed"), (str(articles[1]), "embedding")]
+    partial = docs[1]
+    ids = library.catalog.chunk_ids(partial.id)
+    stored = library.store.all_ids("default")
+    assert len(ids) == len(set(ids)) == partial.chunks > EMBED_BATCH
+    assert stored <= _chunk_ids(library)  # no orphans
+    assert len(stored & set(ids)) == partial.vectors == EMBED_BATCH and partial.embedded < 1
+    assert library.consistency_report()["in_flight"] == 1
+    found = library.search("Warsaw Old Town", k=5, mode="keyword")
+    assert any(p.path == str(articles[1]) and p.bm25 is not None for p in found)
     # progress reported file i of n, pages and chunks
     assert any(p.stage == "embed" and p.chunks > 0 for p in seen)
-    # resuming later indexes the rest
-    rest = library.index(articles)
+    # the next run indexes the rest and only embeds the vectors that are missing
+    counting = CountingEmbedder(library.embedder)
+    library.embedder = counting
+    later = []
+    rest = library.index(articles, progress=later.append)
     assert sorted(rest.indexed) == sorted(str(a) for a in articles[1:])
+    assert not [p for p in later if p.stage == "parse" and p.path == str(articles[1])]
+    docs = library.documents("default")
+    assert {d.status for d in docs} == {"indexed"}
+    assert counting.passages == sum(d.chunks for d in docs[1:]) - EMBED_BATCH
+    assert library.catalog.chunk_ids(partial.id) == ids
+    assert library.consistency_report() == CLEAN
+
+
+def test_a_document_is_searchable_by_keyword_before_its_vectors_are_written(sprig_home, tmp_path, embedder):
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import Library
+
+    gated = Gated(embedder)
+    lib = Library(Paths(sprig_home), Settings(), embedder=gated)
+    note = tmp_path / "pump.txt"
+    note.write_text("Maintenance notes.\n\nThe replacement gasket for the feed pump is part QX-7781-B; "
+                    "it sits on shelf four of the basement store.\n", "utf-8")
+    job = threading.Thread(target=lib.index, args=([note],))
+    job.start()
+    try:
+        assert gated.waiting.wait(120), "indexing never reached its vector phase"
+        doc = lib.documents()[0]
+        assert (doc.status, doc.vectors, doc.embedded) == ("embedding", 0, 0.0) and doc.chunks > 0
+        assert doc.as_json()["status"] == "embedding" and doc.as_json()["embedded"] == 0.0
+        hits = lib.search("Which part is the feed pump gasket?", k=3)  # hybrid: the keyword side finds it
+        assert hits and hits[0].path == str(note) and "QX-7781-B" in hits[0].text
+        assert hits[0].bm25 is not None and hits[0].keyword_rank == 1
+        assert hits[0].vector_rank is None and hits[0].similarity is None  # no vectors yet
+        assert lib.store.all_ids("default") == set()
+    finally:
+        gated.release()
+        job.join(120)
+    doc = lib.documents()[0]
+    assert (doc.status, doc.vectors, doc.embedded) == ("indexed", doc.chunks, 1.0)
+    hit = lib.search("Which part is the feed pump gasket?", k=3)[0]
+    assert hit.path == str(note) and hit.bm25 is not None and hit.vector_rank == 1  # hybrid now
+    assert lib.consistency_report() == CLEAN
+    lib.close()
+
+
+def test_a_changed_file_is_searchable_as_one_version_at_every_moment(sprig_home, tmp_path, embedder):
+    """The older version answers until the new chunks are committed, in one transaction; from
+    then on only the new one does (by keyword until its vectors land); never both, never a
+    chunk twice."""
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import Library
+
+    gated = Gated(embedder)
+    gated.release()
+    lib = Library(Paths(sprig_home), Settings(), embedder=gated)
+    note = tmp_path / "boiler.txt"
+    note.write_text("The boiler room key hangs behind the blue door in Ghent.\n", "utf-8")
+    lib.index([note])
+    old_ids = set(lib.catalog.all_chunk_ids())
+    note.write_text("The boiler room key moved to the locker by the Antwerp loading dock.\n" * 40, "utf-8")
+
+    def versions() -> set[str]:
+        """Which versions the searches see; the catalog never holds a chunk twice."""
+        rows = lib.catalog._query("SELECT chunk_id, seq FROM chunks")
+        assert len({r["chunk_id"] for r in rows}) == len({r["seq"] for r in rows}) == len(rows)
+        seen = set()
+        for mode in ("hybrid", "keyword"):
+            for p in lib.search("where does the boiler room key hang Ghent Antwerp", k=10, mode=mode):
+                seen.add("old" if "Ghent" in p.text else "new")
+        return seen
+
+    committing, commit_go = threading.Event(), threading.Event()
+    real_commit = lib.catalog.commit_chunks
+
+    def held_commit(*args, **kwargs):
+        committing.set()
+        assert commit_go.wait(120)
+        return real_commit(*args, **kwargs)
+
+    lib.catalog.commit_chunks = held_commit
+    gated.gate.clear()
+    job = threading.Thread(target=lib.index, args=([note],))
+    job.start()
+    try:
+        assert committing.wait(120)
+        assert versions() == {"old"}  # parsed, not committed: the older version answers
+        assert lib.documents()[0].status == "indexed"
+        commit_go.set()
+        assert gated.waiting.wait(120)
+        assert versions() == {"new"}  # committed, vectors under way: the new version by keyword
+        doc = lib.documents()[0]
+        assert doc.status == "embedding" and not (set(lib.catalog.chunk_ids(doc.id)) & old_ids)
+        assert not (lib.store.all_ids("default") & old_ids)  # the older vectors went with its chunks
+    finally:
+        commit_go.set()
+        gated.release()
+        job.join(120)
+    assert versions() == {"new"}
+    assert lib.documents()[0].status == "indexed"
+    assert lib.consistency_report() == CLEAN
+    lib.close()
 
 
 def test_remove_deletes_from_both_stores(library, tmp_path):
