@@ -1,11 +1,13 @@
 """A child process for the kill -9 tests: it does real work and reports each acknowledged step.
 
-    python -m tests.helpers.kill_driver index HOME FOLDER   # index FOLDER; prints "store"/"done"/"fail" lines
+    python -m tests.helpers.kill_driver index HOME FOLDER   # index FOLDER; prints "store"/"embed"/"done"/"fail" lines
     python -m tests.helpers.kill_driver chat HOME           # appends messages; prints each id after commit
     python -m tests.helpers.kill_driver settings HOME       # saves settings over and over; prints each version
 
 Every line is flushed as soon as the step it reports is durable, so the parent knows what was
-acknowledged before it sent SIGKILL. Any attempt to open a network connection is refused and
+acknowledged before it sent SIGKILL. An "embed" line carries DONE/CHUNKS (vectors written so
+far); KILL_DRIVER_EMBED_DELAY_S makes each batch of passages that many seconds slower, so a
+test can kill in the middle of a document's vector phase. Any attempt to open a network connection is refused and
 reported on stderr as a line starting with NETWORK.
 """
 
@@ -42,14 +44,30 @@ def _guard_network() -> None:
 
 
 def run_index(home: Path, folder: Path) -> None:
+    import os
+    import time
+
     from desktop.config import Paths, Settings
+    from desktop.rag.embeddings import Embedder
     from desktop.rag.library import Library
 
-    library = Library(Paths(home), Settings())
+    embedder = Embedder()
+    delay = float(os.environ.get("KILL_DRIVER_EMBED_DELAY_S", "0"))
+    if delay:
+        real_embed = embedder.embed
+
+        def slow_embed(texts, batched=False):
+            time.sleep(delay)
+            return real_embed(texts, batched)
+
+        embedder.embed = slow_embed
+    library = Library(Paths(home), Settings(), embedder=embedder)
     print("ready", flush=True)
 
     def progress(p) -> None:
-        if p.stage != "scan":
+        if p.stage == "embed":
+            print(f"embed\t{p.path}\t{p.chunks_done}/{p.chunks}", flush=True)
+        elif p.stage != "scan":
             print(f"{p.stage}\t{p.path}", flush=True)
 
     summary = library.index([folder], progress=progress)

@@ -6,6 +6,9 @@
   subprocess, rebuild if damaged, recover, resume, folder sync) and the store must be
   consistent: every indexed document has all its vectors, no orphans, no duplicates, every
   document acknowledged before the kill present, earlier documents untouched.
+* kill -9 in a document's vector phase (its chunks committed, searchable by keyword, part of
+  its vectors written): it is honestly marked ``embedding``, holds each chunk once, and the
+  next start writes only its missing vectors, without parsing it again.
 * The same write sequence with a simulated crash at every single write (SQLite's "fail at N"
   loop), before and after the write.
 * Chat history and settings: every acknowledged message is present; settings always parse.
@@ -205,11 +208,11 @@ def next_start(library: Library, docs: Path, base: Base, acknowledged: set[str])
 class Child:
     """A driver process whose stdout lines are collected with their arrival time."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.helpers.kill_driver", *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.lines: list[tuple[float, str]] = []
         self.err: list[str] = []
@@ -267,14 +270,18 @@ def kill_indexing_run(base: Base, embedder, seed: int, workdir: Path, real_pdfs:
     try:
         assert child.wait_for(lambda line: line == "ready", 120), "".join(child.err)[-3000:]
         ready = time.monotonic()
-        strategy = seed % 3
+        strategy = seed % 4
         if strategy == 0:      # early: scanning, deleting, parsing, loading the embedder
             time.sleep(rnd.uniform(0.05, 2.0))
         elif strategy == 1:    # anywhere: shortly after the j-th progress step
             j = rnd.randint(1, 24)
             child.wait_for(lambda line: len(child.lines) > j, 120)
             time.sleep(rnd.uniform(0.0, 0.4))
-        else:                  # in the write phase of the k-th document
+        elif strategy == 2:    # the k-th document parsed, its chunks being committed
+            k = rnd.randint(1, 5)
+            child.wait_for(lambda line: sum(1 for _, x in child.lines if x.startswith("parse\t")) >= k, 120)
+            time.sleep(rnd.uniform(0.0, 0.3))
+        else:                  # in the vector phase of the k-th document (its chunks committed)
             k = rnd.randint(1, 5)
             child.wait_for(lambda line: sum(1 for _, x in child.lines if x.startswith("store\t")) >= k, 120)
             time.sleep(rnd.uniform(0.0, 0.06))
@@ -320,6 +327,69 @@ def test_kill9_during_indexing(base_default, base_flush_heavy, embedder, tmp_pat
 def test_kill9_during_indexing_nightly(base_default, base_flush_heavy, embedder, tmp_path, seed):
     base = base_flush_heavy if seed % 2 else base_default
     print(kill_indexing_run(base, embedder, seed, tmp_path))
+
+
+def test_kill9_in_the_vector_phase_leaves_a_keyword_only_document_that_resumes(tmp_path, embedder):
+    from desktop.rag.library import EMBED_BATCH
+    from tests.helpers.embedders import CountingEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    long = docs / "long.txt"
+    long.write_text("\n\n".join(_articles()[:3]), encoding="utf-8")  # a few batches of chunks
+    home = tmp_path / "home"
+    child = Child("index", str(home), str(docs), env={"KILL_DRIVER_EMBED_DELAY_S": "0.5"})
+
+    def stored_batch(line: str) -> bool:  # "embed\tPATH\tDONE/CHUNKS": a first batch of vectors written
+        return line.startswith("embed\t") and int(line.rsplit("\t", 1)[1].split("/")[0]) >= EMBED_BATCH
+
+    try:
+        assert child.wait_for(lambda line: line == "ready", 120), "".join(child.err)[-3000:]
+        assert child.wait_for(stored_batch, 300), "".join(child.err)[-3000:]
+        time.sleep(0.2)  # into the next batch
+        assert child.kill()
+    finally:
+        if child.proc.poll() is None:
+            child.proc.kill()
+    assert not [x for x in child.err if "Traceback" in x], "".join(child.err)[-3000:]
+    assert not [line for _, line in child.lines if line.startswith(("done\t", "fail\t"))]
+
+    counting = CountingEmbedder(embedder)
+    library = Library(Paths(home), Settings(), embedder=counting)
+    try:
+        # honestly marked: keyword search only, each chunk once, part of the vectors
+        doc = library.documents()[0]
+        assert (doc.path, doc.status) == (str(long), "embedding")
+        ids = library.catalog.chunk_ids(doc.id)
+        digest = file_sha256(long)
+        assert ids == [chunk_id("default", str(long), digest, seq) for seq in range(doc.chunks)]
+        assert library.catalog.count_chunks() == doc.chunks > 2 * EMBED_BATCH
+        stored = library.store.all_ids("default")
+        assert stored <= set(ids) and EMBED_BATCH <= len(stored) < len(ids)
+        assert EMBED_BATCH <= doc.vectors <= len(stored) and 0 < doc.embedded < 1
+        hits = library.search("Super Bowl 50", k=3, mode="keyword")
+        assert hits and hits[0].path == str(long) and hits[0].bm25 is not None
+
+        # the next start, as the app does it: check the store, recover, resume
+        report = ensure_store(Paths(home), Settings(), embedder=counting, timeout_s=120, library=library)
+        assert report.requeued == [str(long)]
+        assert library.documents()[0].status == "embedding" and library.catalog.chunk_ids(doc.id) == ids
+        kept = library.store.all_ids("default")
+        assert kept <= set(ids)
+        seen = []
+        summary = library.resume(progress=seen.append)
+        assert summary.indexed == [str(long)]
+        assert not [p for p in seen if p.stage == "parse"], "parsed again"
+        assert counting.passages == len(ids) - len(kept)  # only the missing vectors
+        doc = library.documents()[0]
+        assert (doc.status, doc.vectors) == ("indexed", doc.chunks)
+        assert library.catalog.chunk_ids(doc.id) == ids
+        assert library.store.all_ids("default") == set(ids)
+        assert library.consistency_report() == CLEAN
+        assert library.search("Super Bowl 50", k=3)[0].vector_rank is not None
+    finally:
+        library.close()
+    METRICS["index"].update({"vector_phase_kills": 1, "lost": 0})
 
 
 # ------------------------------------------------------------------ fail at every write
