@@ -45,12 +45,13 @@ FILE_FILTER = (
     "Documents (" + " ".join(f"*{s}" for s in sorted(SUPPORTED_SUFFIXES)) + ");;All files (*)"
 )
 ACTIVE_STAGES = ("parse", "embed", "store")
+VECTOR_STAGES = ("store", "embed")  # a local library: the chunks are committed, vectors follow
 
 
 @dataclass(frozen=True)
 class DocRow:
     path: str
-    status: str  # queued | indexing | indexed | failed
+    status: str  # queued | indexing | embedding (keyword search only so far) | indexed | failed
     pages: int = 0
     chunks: int = 0
     reason: str = ""
@@ -71,10 +72,15 @@ class DocRow:
             return f"Failed: {self.reason or 'unknown reason'}"
         if self.status == "indexing":
             return "Indexing…" if self.fraction is None else f"Indexing… {int(self.fraction * 100)}%"
+        if self.status == "embedding":
+            return f"Keyword search only · embedding {int((self.fraction or 0.0) * 100)}%"
         return "Queued"
 
     @property
     def tooltip(self) -> str:
+        if self.status == "embedding":
+            return (f"{self.path}\n{self.detail}\nQuestions find it by its words already; search by "
+                    "meaning joins in as its passages are embedded.")
         return f"{self.path}\n{self.detail}"
 
 
@@ -86,8 +92,10 @@ def build_rows(documents, waiting: list[str], progress: Progress | None) -> list
         known.add(doc.path)
         status, fraction = doc.status, None
         if progress is not None and progress.path == doc.path and progress.stage in ACTIVE_STAGES:
-            status = "indexing"
+            status = _active_status(status, progress.stage)
             fraction = progress.chunks_done / progress.chunks if progress.chunks else 0.0
+        elif status == "embedding":
+            fraction = doc.embedded  # chunks committed, vectors under way (or left for the next run)
         elif status == "indexing":
             fraction = 1.0  # the write phase
         rows.append(DocRow(doc.path, status, doc.pages, doc.chunks, doc.reason or "", fraction,
@@ -97,6 +105,12 @@ def build_rows(documents, waiting: list[str], progress: Progress | None) -> list
             known.add(path)
             rows.append(DocRow(path, "queued"))
     return rows
+
+
+def _active_status(status: str, stage: str) -> str:
+    """The row's status while its file is worked on: ``embedding`` once its chunks are committed
+    (searchable by keyword while its vectors are written), else ``indexing``."""
+    return "embedding" if status == "embedding" and stage in VECTOR_STAGES else "indexing"
 
 
 def read_catalog(library, collection: str):
@@ -192,7 +206,7 @@ class DocumentDelegate(QStyledItemDelegate):
                          painter.fontMetrics().elidedText(row.name, Qt.TextElideMode.ElideMiddle, rect.width()))
         painter.setFont(option.font)
         detail_rect = QRect(rect.left(), rect.top() + line + 2, rect.width(), line)
-        if row.status == "indexing":
+        if row.status in ("indexing", "embedding"):
             bar_width = min(120, rect.width() // 3)
             bar = QStyleOptionProgressBar()
             bar.rect = QRect(detail_rect.right() - bar_width, detail_rect.top() + 2, bar_width, line - 4)
@@ -412,8 +426,8 @@ class DocumentsPanel(QWidget):
                 if row.path == p.path:
                     fraction = p.chunks_done / p.chunks if p.chunks else 0.0
                     rows = list(self.model.rows)
-                    rows[i] = DocRow(row.path, "indexing", row.pages, row.chunks, row.reason, fraction,
-                                     row.added_by)
+                    rows[i] = DocRow(row.path, _active_status(row.status, p.stage), row.pages, row.chunks,
+                                     row.reason, fraction, row.added_by)
                     self.model.set_rows(rows)
                     break
             else:

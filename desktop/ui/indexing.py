@@ -220,7 +220,7 @@ class IndexingController(QObject):
     def _on_progress(self, p: Progress) -> None:
         self.last_progress = p
         self.progress.emit(p)
-        if p.stage in ("scan", "done", "fail"):
+        if p.stage in ("scan", "store", "done", "fail"):  # store: a document's chunks are committed
             self.documents_changed.emit()
 
     def _on_done(self, request: Request, summary: IndexSummary) -> None:

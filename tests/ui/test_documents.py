@@ -107,11 +107,60 @@ def test_cancel_stops_indexing_and_keeps_what_was_done(qtbot, make_window, libra
                     and window.indexing.last_progress.stage == "embed", timeout=60_000)
     window.documents.cancel_button.click()
     wait_idle(qtbot, window, 60)
+    # documents done stay; the one caught in its vector phase stays, searchable by keyword
+    # (its vectors are written by the next indexing run); files not started leave no trace
     statuses = [d.status for d in library.documents("default")]
-    assert "indexed" in statuses or statuses == []
+    assert statuses and set(statuses) <= {"indexed", "embedding"} and statuses.count("embedding") <= 1
     assert len([s for s in statuses if s == "indexed"]) < len(articles)
-    assert "queued" not in statuses and "indexing" not in statuses
     assert "cancelled" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: sorted(r.status for r in window.documents.model.rows) == sorted(statuses),
+                    timeout=5000)
+    for row in window.documents.model.rows:
+        if row.status == "embedding":
+            assert row.detail.startswith("Keyword search only · embedding ")
+
+
+def test_a_document_shows_keyword_search_only_while_its_vectors_are_written(qtbot, make_window, library,
+                                                                           tmp_path):
+    from desktop.rag.library import EMBED_BATCH
+    from tests.helpers.embedders import Gated
+
+    gated = Gated(library.embedder, passes=1)  # the first batch of vectors, then it waits
+    library.embedder = gated
+    window = make_window(library=library, startup_jobs=False)
+    article = tmp_path / "luther.txt"
+    shutil.copy(eval_path(*SQUAD, "006_Martin_Luther.txt"), article)  # more than two batches of chunks
+
+    def shown(doc) -> str:
+        return f"Keyword search only · embedding {int(doc.vectors / doc.chunks * 100)}%"
+
+    window.add_paths([article])
+    try:
+        qtbot.waitUntil(gated.waiting.is_set, timeout=120_000)
+        doc = library.documents("default")[0]
+        assert (doc.status, doc.vectors) == ("embedding", EMBED_BATCH) and doc.chunks > 2 * EMBED_BATCH
+        qtbot.waitUntil(lambda: rows_by_name(window)[article.name].detail == shown(doc), timeout=5000)
+        row = rows_by_name(window)[article.name]
+        assert row.status == "embedding" and 0 < row.fraction < 1
+        assert "by its words already" in row.tooltip
+        window.documents.list.viewport().grab()  # the row paints, with its bar
+        found = library.search("Luther Wittenberg Ninety-five Theses", k=3)
+        assert found and found[0].path == str(article) and found[0].bm25 is not None
+        # cancelled in its vector phase: it stays, keyword-only, with the share written so far
+        window.documents.cancel_button.click()
+    finally:
+        gated.release()  # never leave the indexing worker waiting
+    wait_idle(qtbot, window)
+    doc = library.documents("default")[0]
+    assert doc.status == "embedding" and EMBED_BATCH <= doc.vectors < doc.chunks
+    qtbot.waitUntil(lambda: rows_by_name(window)[article.name].detail == shown(doc), timeout=5000)
+
+    # the next start writes the rest of its vectors
+    window.indexing.startup()
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: rows_by_name(window)[article.name].status == "indexed", timeout=5000)
+    assert rows_by_name(window)[article.name].detail.startswith("Indexed · 1 page ·")
+    assert library.consistency_report()["in_flight"] == 0
 
 
 def test_gui_thread_never_blocks_for_long_while_indexing(qtbot, make_window, library, tmp_path, record_property):
@@ -150,10 +199,13 @@ def test_closing_the_window_while_indexing_stops_its_workers_cleanly(qtbot, make
     window.close()
     assert time.monotonic() - started < 15
     assert not [w for w in live_workers() if w.is_running]
-    statuses = {d.status for d in library.documents("default")}
-    assert statuses <= {"indexed"}  # nothing half-written; unfinished files were dropped
+    statuses = [d.status for d in library.documents("default")]
+    # nothing half-written: files not started were dropped, and one caught in its vector phase
+    # keeps all its chunks (searchable by keyword) until the next start writes its vectors
+    assert set(statuses) <= {"indexed", "embedding"}
     report = library.consistency_report()
-    assert report["missing_vectors"] == report["orphan_vectors"] == report["in_flight"] == 0
+    assert report["missing_vectors"] == report["orphan_vectors"] == 0
+    assert report["in_flight"] == statuses.count("embedding") <= 1
 
 
 def test_removing_a_file_of_a_linked_folder_offers_to_unlink_the_folder(qtbot, make_window, library, tmp_path,
