@@ -277,6 +277,8 @@ def cmd_docs(args) -> int:
         print("no documents indexed yet: sprig index PATH")
     for d in docs:
         detail = f"{d.pages} pages, {d.chunks} chunks" if d.status == "indexed" else (d.reason or "")
+        if d.status == "embedding":  # its chunks are searchable by keyword; vectors still to come
+            detail = f"keyword search only, embedding {int(d.embedded * 100)}% ({d.pages} pages, {d.chunks} chunks)"
         if d.added_by:
             detail += f", added by {d.added_by}"
         print(f"{d.status:<8} [{printable(d.collection)}] {printable(d.path)}  {printable(detail)}")

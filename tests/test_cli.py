@@ -76,6 +76,30 @@ def test_index_search_docs_remove(sprig_home, tmp_path):
     assert sprig("check", home=sprig_home).returncode == 0
 
 
+def test_docs_reports_a_document_searchable_by_keyword_while_it_embeds(sprig_home, tmp_path, embedder):
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import Library
+    from desktop.rag.types import CancelToken
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The backup generator is tested on the first Monday of each month.", encoding="utf-8")
+    lib = Library(Paths(sprig_home), Settings(), embedder=embedder)
+    cancel = CancelToken()
+    # cancelled once its chunks are committed, before any vector is written
+    lib.index([notes], progress=lambda p: p.stage == "store" and cancel.cancel(), cancel=cancel)
+    lib.close()
+
+    [doc] = json.loads(sprig("docs", "--json", home=sprig_home).stdout)
+    assert (doc["status"], doc["embedded"], doc["chunks"]) == ("embedding", 0.0, 1)
+    listed = sprig("docs", home=sprig_home).stdout
+    assert "keyword search only, embedding 0% (1 pages, 1 chunks)" in listed
+    hits = json.loads(sprig("search", "backup generator", "--json", home=sprig_home).stdout)
+    assert hits[0]["path"] == str(notes) and hits[0]["bm25"] is not None
+    sprig("index", str(notes), home=sprig_home)  # writes its vectors
+    [doc] = json.loads(sprig("docs", "--json", home=sprig_home).stdout)
+    assert (doc["status"], doc["embedded"]) == ("indexed", 1.0)
+
+
 def test_ask_json_abstains_on_uncovered_question(sprig_home, tmp_path):
     notes = tmp_path / "garden.txt"
     notes.write_text("Tomatoes need six hours of sun and water every second day.", encoding="utf-8")
