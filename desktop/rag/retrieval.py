@@ -62,17 +62,28 @@ def hybrid_search(catalog, store, embedder, query: str, collection: str, k: int 
     similarity = dict(vector_hits)
     bm25 = dict(keyword_hits)
     fused = fuse([[c for c, _ in vector_hits], [c for c, _ in keyword_hits]])
-    top = sorted(fused, key=lambda c: (-fused[c], -(similarity.get(c) or 0.0)))[:k]
+    ranked = sorted(fused, key=lambda c: (-fused[c], -(similarity.get(c) or 0.0)))
+    # the same file kept in two folders is indexed twice: its passages are shown once, so a
+    # copy never takes the place of another passage
+    stored = catalog.chunks_by_ids(ranked[: 2 * k])
+    top, seen = [], set()
+    for cid in ranked[: 2 * k]:
+        chunk = stored.get(cid)
+        if chunk is None:  # a vector whose chunk is gone: skip, never show stale text
+            continue
+        key = (chunk.page, " ".join(chunk.text.split()))
+        if key not in seen:
+            seen.add(key)
+            top.append(cid)
+        if len(top) == k:
+            break
     if qvec is not None:
         missing = [c for c in top if c not in similarity]
         if missing:
             similarity.update(_similarities(store, collection, qvec, missing))
-    stored = catalog.chunks_by_ids(top)
     passages = []
     for cid in top:
-        chunk = stored.get(cid)
-        if chunk is None:  # a vector whose chunk is gone: skip, never show stale text
-            continue
+        chunk = stored[cid]
         passages.append(
             Passage(
                 chunk_id=cid,
