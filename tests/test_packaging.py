@@ -222,7 +222,7 @@ def test_damaged_embedding_weights_are_refused_by_name_when_loading(damaged_embe
 
 
 def test_damaged_embedding_weights_are_refused_by_name_before_an_onnx_export(damaged_embedding, tmp_path):
-    from desktop.rag.embeddings import build_onnx_model
+    from desktop.rag.onnx_build import build_onnx_model
 
     cache = tmp_path / "models"
     with pytest.raises(ModelError) as info:

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from desktop.rag import embeddings as E
+from desktop.rag import onnx_build
+from desktop.rag.onnx_build import is_built
 
 TEXTS = [
     "Super Bowl 50 was an American football game to determine the champion of the NFL.",
@@ -110,10 +112,10 @@ def test_onnx_models_built_once_with_manifest(embedders, onnx_cache):
         path = embedders[backend].onnx_path
         assert path.is_file() and path.parent.parent == onnx_cache
         manifest = json.loads(path.with_suffix(".json").read_text())
-        assert manifest["backend"] == backend and manifest["recipe"] == E.ONNX_RECIPE
+        assert manifest["backend"] == backend and manifest["recipe"] == onnx_build.ONNX_RECIPE
         assert manifest["agreement_min_cosine"] >= AGREEMENT[backend]
         before = path.stat().st_mtime_ns
-        again = E.build_onnx_model(embedders[backend].model_dir, onnx_cache, backend)
+        again = onnx_build.build_onnx_model(embedders[backend].model_dir, onnx_cache, backend)
         assert again == path and path.stat().st_mtime_ns == before  # not rebuilt
     # nothing half-written is left behind
     assert not [p for p in (onnx_cache / "all-MiniLM-L6-v2-onnx").iterdir() if p.name.startswith(".")]
@@ -132,15 +134,20 @@ def test_a_damaged_build_is_rebuilt(embedders, tmp_path):
 
     backend = "onnx-int8"
     src = embedders[backend].onnx_path
-    dst = E.onnx_model_path(tmp_path, backend)
+    dst = onnx_build.onnx_model_path(tmp_path, backend)
     dst.parent.mkdir(parents=True)
     shutil.copy(src, dst)
     shutil.copy(src.with_suffix(".json"), dst.with_suffix(".json"))
     with open(dst, "r+b") as f:  # a truncated file (a crash mid-copy, a full disk)
         f.truncate(1000)
-    assert not E._is_built(dst, embedders[backend].model_dir, backend)
+    assert not is_built(dst, embedders[backend].model_dir, backend)
+    # what a build killed mid-way leaves behind (a 90 MB export, a half-written file)
+    stale = [dst.parent / ".export-99999.onnx", dst.parent / f".{dst.name}.99999.tmp"]
+    for path in stale:
+        path.write_bytes(b"partial")
     e = E.Embedder(backend=backend, cache_dir=tmp_path)
     np.testing.assert_allclose(e.embed(TEXTS), embedders[backend].embed(TEXTS), atol=1e-6)
+    assert not any(path.exists() for path in stale)
 
 
 def test_backend_choice(monkeypatch, tmp_path):
