@@ -306,6 +306,19 @@ def answer_kinds(question: str) -> list[re.Pattern]:
     return [shows for asks, shows in _ANSWER_KINDS if asks.search(question)]
 
 
+def follows(prev: Sentence, sentence: Sentence) -> bool:
+    """Is ``prev`` the sentence just before ``sentence`` in the same paragraph? A blank line
+    between them starts a new paragraph, whose first sentence doesn't lean on the last one."""
+    if prev.passage is not sentence.passage:
+        return False
+    base = sentence.passage.char_start
+    gap = sentence.passage.text[prev.char_end - base:sentence.char_start - base]
+    return PARAGRAPH_BREAK.search(gap) is None
+
+
+PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
 def needs_context(sentence: str) -> bool:
     """Does a sentence lean on the one before it (a pronoun or a connective at its start)?"""
     return bool(_ANAPHORA.match(sentence.lstrip("\"'(“‘")))
@@ -348,7 +361,7 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
     scored = []
     for i, s in enumerate(sentences):
         neighbours = sentence_terms[i]
-        if i > 0 and sentences[i - 1].passage is s.passage:
+        if i > 0 and follows(sentences[i - 1], s):
             neighbours = neighbours | sentence_terms[i - 1]
         if headings[i]:
             neighbours = neighbours | set(terms(headings[i]))
@@ -368,14 +381,14 @@ def select_evidence(question: str, passages: list[Passage], embedder, max_chars:
         first = i
         last = i
         item = _is_item(s.text)  # a list item stands alone: its neighbours are other items
-        if context != "none" and not item and i > 0 and sentences[i - 1].passage is s.passage \
+        if context != "none" and not item and i > 0 and follows(sentences[i - 1], s) \
                 and (i - 1) not in used and (context == "before" or needs_context(s.text)):
             prev = sentences[i - 1]
             if len(prev.text) + len(s.text) < 480:
                 first = i - 1
         if context != "none" and not item and len(s.text) < 100 and s.text[-1] not in ".!?" \
                 and i + 1 < len(sentences) \
-                and sentences[i + 1].passage is s.passage and (i + 1) not in used:
+                and follows(s, sentences[i + 1]) and (i + 1) not in used:
             last = i + 1  # a short line (a label, a table row) needs its neighbours on both sides
         span = sentences[first:last + 1]
         text = " ".join(x.text for x in span)

@@ -216,3 +216,17 @@ def test_a_stray_word_is_never_an_evidence_line(embedder):
     text = "The default is to retry 20 times.\n\nTo\n\nRetries wait one second.\n\nIf\n"
     ev = select_evidence("How many retries?", [_passage(text)], embedder, max_lines=5)
     assert ev.lines and all(len(x.text) > 2 for x in ev.lines)
+
+
+def test_a_line_never_carries_the_last_sentence_of_the_paragraph_before(embedder):
+    """A paragraph's first sentence is shown alone: the model copied the previous paragraph's
+    last sentence, which sat first in the line, instead of the answer."""
+    text = ("The refugees also settled in Kent, in towns with churches of their own.\n\n"
+            "A number of them served as mayors in Dublin and Cork in the 17th century. "
+            "Later they founded a linen industry there.")
+    ev = select_evidence("Which Irish cities had refugee mayors?", [_passage(text)], embedder)
+    assert ev.lines[0].text.startswith("A number of them served as mayors")
+    # within a paragraph the sentence before still comes along
+    ev = select_evidence("Who founded a linen industry?", [_passage(text)], embedder)
+    assert ev.lines[0].text.startswith("A number of them served as mayors")
+    assert ev.lines[0].text.endswith("founded a linen industry there.")
