@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from desktop.display import display_name
@@ -121,19 +121,7 @@ class Source:
         return location_of(self.path, self.page)
 
     def as_json(self) -> dict:
-        return {
-            "n": self.n,
-            "path": self.path,
-            "page": self.page,
-            "char_start": self.char_start,
-            "char_end": self.char_end,
-            "text": self.text,
-            "heading": self.heading,
-            "score": self.score,
-            "similarity": self.similarity,
-            "bm25": self.bm25,
-            "matched": self.matched,
-        }
+        return asdict(self)  # the keys in field order, as the chat store has always written them
 
     @classmethod
     def from_json(cls, d: dict) -> Source:
