@@ -8,7 +8,9 @@ character span inside the page text so a citation can point back at the exact pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -104,3 +106,28 @@ def chunk_pages(
     for page in pages:
         chunks.extend(chunk_page(page, tokenizer, max_tokens, overlap, start_seq=len(chunks)))
     return chunks
+
+
+# ------------------------------------------------------------- running headers and footers
+_DIGITS = re.compile(r"\d+")
+
+
+def line_key(line: str) -> str:
+    """A line as a running header repeats it: spaces collapsed, any number alike, any case."""
+    return _DIGITS.sub("#", " ".join(line.split())).lower()
+
+
+def running_lines(edges: Mapping[int | None, tuple[str, str]]) -> frozenset[str]:
+    """A document's running headers and footers, as ``line_key``s: the first or last lines
+    of a page that at least 3 pages and a fifth of its pages share (page numbers aside).
+    ``edges`` maps each page to (text of its first chunk, text of its last)."""
+    counts: Counter[str] = Counter()
+    for page, (first, last) in edges.items():
+        if page is None:
+            continue
+        top, bottom = line_key(first.partition("\n")[0]), line_key(last.rpartition("\n")[2])
+        counts[top] += 1
+        if bottom != top:
+            counts[bottom] += 1
+    pages = sum(1 for page in edges if page is not None)
+    return frozenset(k for k, n in counts.items() if k and n >= 3 and n >= 0.2 * pages)

@@ -33,10 +33,12 @@ from desktop.config import Paths, Settings
 from desktop.errors import Cancelled, DocumentError, StoreUnavailable
 from desktop.files import is_under
 from desktop.rag.catalog import Catalog, Document
+from desktop.rag.chunking import chunk_pages, line_key, running_lines
 from desktop.rag.loaders import Limits, check_size, is_supported
 from desktop.rag.shared import chunk_metadata
 from desktop.rag.shared import unwritten as shared_unwritten
 from desktop.rag.types import CancelToken, Chunk, IndexSummary, Passage, Progress
+from desktop.rag.vector_text import vector_text
 
 log = logging.getLogger(__name__)
 ProgressFn = Callable[[Progress], None]
@@ -81,27 +83,7 @@ def chunk_id(collection: str, path: str, content_hash: str, seq: int) -> str:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
-def document_title(path: str | os.PathLike) -> str:
-    """A readable title from a file name: 'AMCOR_2023Q4_EARNINGS.pdf' -> 'AMCOR 2023Q4 EARNINGS'."""
-    import re
-
-    return re.sub(r"[_\-.]+", " ", Path(path).stem).strip()
-
-
 _SENTENCE_END = re.compile(r"[.!?][\"')\]\u201d\u2019]*(?=\s|$)|\n\s*\n")
-
-
-def _page_line_key(line: str) -> str:
-    return re.sub(r"\d+", "#", " ".join(line.split())).lower()
-
-
-def embed_text(path: str | os.PathLike, chunk) -> str:
-    """What is embedded for a chunk: its document's title, then its text.
-
-    A passage like "Net sales rose 5%" means little on its own; with the title the
-    vector also says whose sales. The stored and shown text stays the chunk alone.
-    """
-    return f"{document_title(path)}\n{chunk.text}"
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path], list[Path]]:
@@ -270,21 +252,15 @@ class Library:
 
     def is_running_line(self, passage: Passage, line: str) -> bool:
         """Is ``line`` a running header or footer of the passage's document?"""
-        return passage.page is not None and _page_line_key(line) in self._page_edges(passage.doc_id)["running"]
+        return passage.page is not None and line_key(line) in self._page_edges(passage.doc_id)["running"]
 
     def _page_edges(self, doc_id: int) -> dict:
         """A document's running headers and footers (first or last lines shared by at least 3
         pages and a fifth of its pages, page numbers aside) and where each page's text ends."""
         cached = self._edges_cache.get(doc_id)
         if cached is None:
-            from collections import Counter
-
             edges = self.catalog.page_edges(doc_id)
-            counts = Counter()
-            for first, last, _end in edges.values():
-                counts[_page_line_key(first.partition("\n")[0])] += 1
-                counts[_page_line_key(last.rpartition("\n")[2])] += 1
-            running = frozenset(k for k, n in counts.items() if n >= 3 and n >= 0.2 * len(edges))
+            running = running_lines({page: (first, last) for page, (first, last, _end) in edges.items()})
             cached = {"running": running, "pages": {page: end for page, (_f, _l, end) in edges.items()}}
             if len(self._edges_cache) > 256:
                 self._edges_cache.clear()
@@ -554,8 +530,6 @@ class Library:
         """Keyword first: the chunks (and their FTS5 rows) are committed, then the vectors are
         written batch by batch. ``pages`` is None for a document whose chunks are committed
         already (``job.vectors_only``): only its missing vectors are written."""
-        from desktop.rag.chunking import chunk_pages
-
         if job.vectors_only:
             stored = self.catalog.chunks_of(job.doc_id)
             ids = [cid for cid, _ in stored]
@@ -569,6 +543,7 @@ class Library:
             if not chunks:
                 raise DocumentError("no_text", "the file contains no text")
             ids = [chunk_id(job.collection, str(job.path), job.digest, c.seq) for c in chunks]
+        texts = [vector_text(job.path, c) for c in chunks]  # what each chunk's vector is made from
 
         def report(stage: str, done: int, message: str = "") -> None:
             progress(Progress(stage, job.n, job.total, str(job.path), pages=npages, chunks=len(chunks),
@@ -578,7 +553,7 @@ class Library:
             # a shared library stays all at once: a colleague's Sprig reads the chunk text from
             # the server, so a document is published there (text and vectors) in one write
             self._prepare_embedder(report)
-            vectors = self._embed_all(job, chunks, report, cancel)
+            vectors = self._embed_all(texts, report, cancel)
             report("store", len(chunks))
             self._write_shared(job, npages, chunks, vectors)
             return
@@ -592,7 +567,7 @@ class Library:
             self.store.delete_ids(job.collection, sorted(old_ids - set(ids)))
             report("store", 0)  # searchable by keyword from now on
         self._prepare_embedder(report)
-        self._write_vectors(job, ids, chunks, report, cancel)
+        self._write_vectors(job, ids, texts, report, cancel)
 
     def _prepare_embedder(self, report) -> None:
         if getattr(self.embedder, "needs_build", False):
@@ -600,7 +575,7 @@ class Library:
             report("prepare", 0, PREPARE_MESSAGE)
             self.embedder.load()
 
-    def _write_vectors(self, job: IndexJob, ids: list[str], chunks: list[Chunk], report,
+    def _write_vectors(self, job: IndexJob, ids: list[str], texts: list[str], report,
                        cancel: CancelToken) -> None:
         """Embed and store the vectors of an ``embedding`` document, batch by batch, then mark it
         indexed. Cancelled or killed, it stays ``embedding`` (searchable by keyword), and the
@@ -614,22 +589,22 @@ class Library:
         for start in range(0, len(missing), EMBED_BATCH):
             cancel.raise_if_cancelled()
             rows = missing[start:start + EMBED_BATCH]
-            vectors = self.embedder.embed([embed_text(job.path, chunks[i]) for i in rows])
+            vectors = self.embedder.embed([texts[i] for i in rows])
             self.store.upsert(job.collection, [ids[i] for i in rows], vectors, job.doc_id)
             done += len(rows)
             self.catalog.set_vectors(job.doc_id, done)  # after the upsert: never more than stored
             report("embed", done)
         self.catalog.mark_indexed(job.doc_id)
 
-    def _embed_all(self, job: IndexJob, chunks: list[Chunk], report, cancel: CancelToken):
+    def _embed_all(self, texts: list[str], report, cancel: CancelToken):
         import numpy as np
 
         report("embed", 0)
         parts = []
-        for start in range(0, len(chunks), EMBED_BATCH):
+        for start in range(0, len(texts), EMBED_BATCH):
             cancel.raise_if_cancelled()
-            parts.append(self.embedder.embed([embed_text(job.path, c) for c in chunks[start:start + EMBED_BATCH]]))
-            report("embed", min(len(chunks), start + EMBED_BATCH))
+            parts.append(self.embedder.embed(texts[start:start + EMBED_BATCH]))
+            report("embed", min(len(texts), start + EMBED_BATCH))
         cancel.raise_if_cancelled()
         return np.concatenate(parts)
 
@@ -813,7 +788,7 @@ class Library:
                 total = self.catalog.count_chunks(coll)
                 for batch in self.catalog.iter_chunks(coll):
                     cancel.raise_if_cancelled()
-                    vectors = self.embedder.embed([embed_text(c.path, c) for c in batch])
+                    vectors = self.embedder.embed([vector_text(c.path, c) for c in batch])
                     by_doc: dict[int, list[int]] = {}
                     for i, c in enumerate(batch):
                         by_doc.setdefault(c.doc_id, []).append(i)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from desktop.rag.chunking import chunk_pages
+from desktop.rag.chunking import chunk_pages, running_lines
 from desktop.rag.types import PageText
 from tests.conftest import eval_path
 
@@ -39,3 +39,30 @@ def test_pages_are_never_crossed(embedder):
         source = pages[c.page - 1].text
         assert source[c.char_start : c.char_end] == c.text
     assert [c.seq for c in chunks] == list(range(len(chunks)))
+
+
+def _edges(chunks) -> dict:
+    """page -> (text of its first chunk, text of its last), as the catalog gives them."""
+    out: dict = {}
+    for c in chunks:
+        first, last = out.get(c.page, (c, c))
+        out[c.page] = (min(first, c, key=lambda x: x.char_start), max(last, c, key=lambda x: x.char_end))
+    return {page: (first.text, last.text) for page, (first, last) in out.items()}
+
+
+def _report(pages: int) -> list[PageText]:
+    """A report whose pages carry a running header and a numbered footer."""
+    return [PageText(n, "Northwind Traders Annual Report 2023\n"
+                        + f"Section {n} describes the harbour operations of region {n}. " * 3
+                        + f"\nPage {n} of {pages}") for n in range(1, pages + 1)]
+
+
+def test_running_headers_and_footers_are_found_page_numbers_aside(embedder):
+    chunks = chunk_pages(_report(6), embedder.tokenizer, max_tokens=32, overlap=4)
+    assert len(chunks) > 6  # several chunks a page: the first and the last are compared
+    assert running_lines(_edges(chunks)) == {"northwind traders annual report #", "page # of #"}
+    # a line on two pages of six is not running; nor is any line of a document with two pages
+    assert not running_lines({1: ("Intro\nx", "y"), 2: ("Intro\nx", "z"), 3: ("a", "b"), 4: ("c", "d"),
+                              5: ("e", "f"), 6: ("g", "h")})
+    assert not running_lines(_edges(chunk_pages(_report(2), embedder.tokenizer)))
+    assert not running_lines({None: ("Same\nx", "Same")})  # text without pages has none

@@ -207,6 +207,45 @@ def test_a_document_is_searchable_by_keyword_before_its_vectors_are_written(spri
     lib.close()
 
 
+class Recording:
+    """The real embedder, keeping the passages it was given (queries are not recorded)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.texts: list[str] = []
+
+    def embed(self, texts, batched: bool = False):
+        self.texts.extend(texts)
+        return self.real.embed(texts, batched)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_rebuild_embeds_what_indexing_embedded(sprig_home, tmp_path, embedder):
+    from desktop.config import Paths, Settings
+    from desktop.rag.library import Library
+    from tests.helpers.hostile import text_pdf
+
+    pages = [[f"Chapter {n}: the harbour at Port {n}.",
+              f"Cranes at Port {n} lifted {n * 1000} containers in the year, a record for the port."]
+             for n in range(1, 4)]
+    pdf = tmp_path / "harbour_report.pdf"
+    pdf.write_bytes(text_pdf(pages))
+    recording = Recording(embedder)
+    lib = Library(Paths(sprig_home), Settings(), embedder=recording)
+    assert not lib.index([pdf]).failed
+    stored = [c.text for _cid, c in lib.catalog.chunks_of(lib.documents()[0].id)]
+    assert recording.texts == [f"harbour report\n{text}" for text in stored] and len(stored) == 3
+    indexed = list(recording.texts)
+    recording.texts.clear()
+    lib.rebuild_vectors()
+    assert recording.texts == indexed
+    hit = lib.search("How many containers did the cranes at Port 2 lift?", k=1)[0]
+    assert hit.page == 2 and hit.vector_rank == 1
+    lib.close()
+
+
 def test_a_changed_file_is_searchable_as_one_version_at_every_moment(sprig_home, tmp_path, embedder):
     """The older version answers until the new chunks are committed, in one transaction; from
     then on only the new one does (by keyword until its vectors land); never both, never a
