@@ -713,9 +713,13 @@ def bench_first_answer(ctx: Context) -> None:
     questions.append(corpus_question(files[1], skip=questions[0]))
     home = ctx.work / "first-home"
     paths = Paths(home)
-    shared_models = os.environ.pop("SPRIG_MODELS", None)  # this data folder gets its own
+    # this data folder gets its own models folder; the smoke run (a check that the stage runs,
+    # not a figure) keeps the shared one, which spares it the ~30 s embedder build
+    own_models = ctx.mode != "smoke"
+    shared_models = os.environ.pop("SPRIG_MODELS", None) if own_models else None
     settings = Settings(max_answer_tokens=48)
-    out = ctx.results.setdefault("first_answer", {"pages": pages, "questions": questions})
+    out = ctx.results.setdefault("first_answer", {"pages": pages, "questions": questions,
+                                                  "own_models_folder": own_models})
     engine = None
     for label, pdf, question in (("fresh", files[0], questions[0]), ("warm", files[1], questions[1])):
         timings: dict[str, float] = {}
