@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from desktop.cpu import busy_cores, logical_cores, physical_cores
 from desktop.errors import ModelError
 from desktop.models.chat_template import (
     TemplateRejected,
@@ -34,39 +34,9 @@ PLAIN_STOPS = ["\n\n", "\nQuestion:", "Question:", "\nPassages", "<passages", "<
 
 
 def llm_threads() -> tuple[int, int]:
-    """(generation threads, prompt threads): physical cores for decode, all for prefill."""
-    logical = os.cpu_count() or 2
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False) or logical
-    except Exception:  # noqa: BLE001
-        physical = logical
-    return max(1, physical), max(1, logical)
-
-
-def busy_cores(window_s: float = 0.05) -> float:
-    """How many cores *other* processes keep busy right now (sampled briefly).
-
-    This process's own threads are left out: ONNX Runtime's and llama.cpp's idle threads spin
-    for a moment after each run, and counting them made an answer right after the evidence
-    step run on one thread on an idle machine.
-    """
-    try:
-        import psutil
-
-        me = psutil.Process()
-        system0, own0 = psutil.cpu_times(), me.cpu_times()
-        time.sleep(window_s)
-        system1, own1 = psutil.cpu_times(), me.cpu_times()
-    except Exception:  # noqa: BLE001 - no measure: assume an idle machine
-        return 0.0
-    idle = [f for f in ("idle", "iowait") if hasattr(system0, f)]
-    total = sum(system1) - sum(system0)
-    free = sum(getattr(system1, f) - getattr(system0, f) for f in idle)
-    own = (own1.user + own1.system) - (own0.user + own0.system)
-    elapsed = total / (os.cpu_count() or 1) or window_s
-    return max(0.0, (total - free - own) / elapsed)
+    """(generation threads, prompt threads): physical cores for decode, all for prefill (of
+    the cores this process may run on)."""
+    return physical_cores(), logical_cores()
 
 
 def threads_for_load(threads: int, busy: float) -> int:
@@ -76,7 +46,7 @@ def threads_for_load(threads: int, busy: float) -> int:
     another process stalls them all. On 2 busy cores a 2-thread answer was ~10x slower than
     a 1-thread one (bench/perf.py "TTFT under load"), so Sprig leaves the busy cores alone.
     """
-    free = (os.cpu_count() or threads) - busy
+    free = logical_cores() - busy
     return max(1, min(threads, round(free)))
 
 

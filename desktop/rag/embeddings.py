@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 from desktop.config import enforce_offline
+from desktop.cpu import physical_cores
 from desktop.models.bundled import EMBEDDING_MODEL_ID, embedding_model_dir, verify_embedding_model
 from desktop.rag.onnx_build import (
     BACKEND_ENV,
@@ -166,13 +167,8 @@ def load_sentence_transformer(model_dir: Path, threads: int | None):
 
 
 def embedding_threads() -> int:
-    """Physical cores, as PyTorch uses by default."""
-    try:
-        import psutil
-
-        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-    except Exception:  # noqa: BLE001
-        return max(1, os.cpu_count() or 1)
+    """Physical cores (of those this process may run on), as PyTorch uses by default."""
+    return physical_cores()
 
 
 class OnnxEncoder:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from desktop.cpu import logical_cores
 from desktop.errors import DocumentError
 
 RAPIDOCR_VERSION = "3.10.0"
@@ -126,7 +127,7 @@ def _sha256(path: str, size: int, mtime: float) -> str:
 def _threads() -> int:
     """ONNX Runtime threads: one on a two-core machine (the app embeds and answers on the
     others), up to four on bigger ones."""
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    return max(1, min(4, logical_cores() // 2))
 
 
 class _Refused(DocumentError):
