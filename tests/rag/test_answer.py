@@ -105,7 +105,20 @@ def test_stop_ends_generation_within_one_token(squad_index, qwen_model):
     assert "Broncos" in follow_text or "Denver" in follow_text, follow_text
 
 
-def test_a_long_conversation_never_exceeds_the_context(squad_index, qwen_model):
+@pytest.fixture
+def small_window_qwen(qwen_path):
+    """The real Qwen with a 2,048-token window: the same limits to respect as 4,096, at half
+    the prefill for a prompt that fills the window."""
+    from desktop.models.llm import LocalModel
+
+    model = LocalModel(qwen_path, n_ctx=2048)
+    model.load()
+    yield model
+    model.close()
+
+
+def test_a_long_conversation_never_exceeds_the_context(squad_index, small_window_qwen):
+    qwen_model = small_window_qwen
     engine = AnswerEngine(squad_index, qwen_model, max_answer_tokens=256)
     long_turn = "Tell me everything about the Normans and their conquests in Italy and England. " * 40
     history = []
