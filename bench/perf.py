@@ -714,12 +714,13 @@ def bench_first_answer(ctx: Context) -> None:
     home = ctx.work / "first-home"
     paths = Paths(home)
     # this data folder gets its own models folder; the smoke run (a check that the stage runs,
-    # not a figure) keeps the shared one, which spares it the ~30 s embedder build
+    # not a figure) keeps the shared one, which spares it the ~30 s embedder build, and
+    # answers with the small Gemma
     own_models = ctx.mode != "smoke"
     shared_models = os.environ.pop("SPRIG_MODELS", None) if own_models else None
-    settings = Settings(max_answer_tokens=48)
+    settings = Settings(max_answer_tokens=48, model="bundled-qwen" if own_models else "bundled-gemma")
     out = ctx.results.setdefault("first_answer", {"pages": pages, "questions": questions,
-                                                  "own_models_folder": own_models})
+                                                  "own_models_folder": own_models, "model": settings.model})
     engine = None
     for label, pdf, question in (("fresh", files[0], questions[0]), ("warm", files[1], questions[1])):
         timings: dict[str, float] = {}
