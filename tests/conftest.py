@@ -24,8 +24,24 @@ if _OWN_MODELS:
     os.environ["SPRIG_MODELS"] = tempfile.mkdtemp(prefix="sprig-test-models-")
 
 from desktop.config import enforce_offline  # noqa: E402
+from desktop.cpu import allowed_cpus  # noqa: E402
 
 enforce_offline()
+
+
+def _pin_worker() -> None:
+    """Each pytest-xdist worker gets cores of its own. Sprig fits its threads to the cores it
+    may use, so two workers on two cores run one thread each instead of four threads fighting
+    over two cores (llama.cpp's and ONNX Runtime's threads wait for each other at every step)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not worker.startswith("gw") or not count.isdigit() or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus, n, k = allowed_cpus(), int(count), int(worker[2:])
+    if n > 1 and len(cpus) >= n:
+        os.sched_setaffinity(0, cpus[k::n])
+
+
+_pin_worker()
 
 import pytest  # noqa: E402
 
