@@ -188,6 +188,34 @@ def test_ctrl_c_stops_indexing_with_exit_code_130(sprig_home, tmp_path):
     assert "interrupted" in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("after_s", [0.3, 1.0])
+def test_ctrl_c_while_the_embedder_is_prepared_exits_130_and_leaves_no_half_built_file(sprig_home, tmp_path, after_s):
+    """At any moment of the build (torch and transformers loading, the export): it used to run in
+    Sprig's process, where a Ctrl+C landing in transformers' lazy imports came out as an import
+    error (exit 1) or killed the process by the signal (exit -2)."""
+    note = tmp_path / "pump.txt"
+    note.write_text("The feed pump gasket is part QX-7781-B.", encoding="utf-8")
+    models = tmp_path / "fresh-models"  # nothing built here yet: the embedder is prepared first
+    env = {**os.environ, "SPRIG_HOME": str(sprig_home), "SPRIG_MODELS": str(models)}
+    proc = subprocess.Popen([sys.executable, "-m", "desktop.cli", "index", str(note)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=as_from_a_terminal)
+    try:
+        lines = []
+        while not any("preparing the embedder" in line for line in lines):
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        time.sleep(after_s)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert not [p for p in models.rglob("*") if p.suffix in (".onnx", ".tmp")]  # no file half built
+
+
 # ------------------------------------------------------------------ progress
 class _Terminal:
     """A real pseudo-terminal of a given width, as the stream a bar draws on."""

@@ -92,12 +92,7 @@ def build_onnx_model(model_dir: Path, cache_dir: Path, backend: str) -> Path:
         tmp_fp32 = target.parent / f".export-{os.getpid()}.onnx"
         tmp_out = target.parent / f".{target.name}.{os.getpid()}.tmp"
         try:
-            _export_fp32(model_dir, tmp_fp32)
-            if backend == "onnx-int8":
-                _quantize_int8(tmp_fp32, tmp_out)
-            else:
-                os.replace(tmp_fp32, tmp_out)
-            agreement = _check_against_reference(tmp_out, model_dir)
+            agreement = _build_in_a_child(model_dir, tmp_fp32, tmp_out, backend)
             if agreement < _MIN_AGREEMENT[backend]:
                 raise ModelError(
                     f"The {backend} embedding model disagrees with the reference "
@@ -118,6 +113,51 @@ def build_onnx_model(model_dir: Path, cache_dir: Path, backend: str) -> Path:
             "onnxruntime": onnxruntime.__version__,
         }, indent=2))
     return target
+
+
+BUILD_DEADLINE_S = 900  # a build takes ~30 s on 2 cores; one still running after 15 minutes is stuck
+
+
+def _build_in_a_child(model_dir: Path, tmp_fp32: Path, tmp_out: Path, backend: str) -> float:
+    """Export, quantise and check in a child process; returns the worst cosine to the reference.
+
+    torch and transformers never load into Sprig's own process, and Ctrl+C (or closing the
+    window) during the build ends it at once: in-process, a KeyboardInterrupt that landed in
+    transformers' lazy imports came out as an unrelated import error, or the process died of
+    the signal on its way out.
+    """
+    from desktop.child import TIMEOUT, ChildDied, child_process
+
+    failed = f"Preparing the {backend} embedding model failed"
+    with child_process(_build_child, (model_dir, tmp_fp32, tmp_out, backend), "sprig-embedder-build") as job:
+        try:
+            message = job.receive(BUILD_DEADLINE_S)
+        except ChildDied as exc:
+            raise ModelError(f"{failed}: the build process ended (exit code {exc.exitcode}).") from None
+    if message is TIMEOUT:
+        raise ModelError(f"{failed}: it was still running after {BUILD_DEADLINE_S // 60} minutes.")
+    status, value = message
+    if status != "ok":
+        raise ModelError(f"{failed}: {value}")
+    return float(value)
+
+
+def _build_child(conn, model_dir: Path, tmp_fp32: Path, tmp_out: Path, backend: str) -> None:
+    import signal
+
+    from desktop.config import enforce_offline
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is Sprig's to handle: it ends this process
+    enforce_offline()
+    try:
+        _export_fp32(model_dir, tmp_fp32)
+        if backend == "onnx-int8":
+            _quantize_int8(tmp_fp32, tmp_out)
+        else:
+            os.replace(tmp_fp32, tmp_out)
+        conn.send(("ok", _check_against_reference(tmp_out, model_dir)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as the reason
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def _export_fp32(model_dir: Path, out: Path) -> None:

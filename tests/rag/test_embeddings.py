@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from desktop.errors import ModelError
 from desktop.rag import embeddings as E
 from desktop.rag import onnx_build
 from desktop.rag.onnx_build import is_built
@@ -196,3 +197,13 @@ def test_nothing_touches_the_network(embedders, no_network, onnx_cache, tmp_path
     for emb in embedders.values():
         emb.embed(TEXTS)
     assert no_network[before:] == []
+
+
+def test_the_build_runs_in_a_child_process_and_its_failure_is_reported(tmp_path):
+    """torch and transformers load in the child, never in Sprig's own process."""
+    torch_here = "torch" in sys.modules
+    with pytest.raises(ModelError) as info:
+        onnx_build._build_in_a_child(tmp_path / "no-model", tmp_path / "a.onnx", tmp_path / "b.tmp", "onnx-int8")
+    assert "Preparing the onnx-int8 embedding model failed" in str(info.value)
+    assert "no-model" in str(info.value)  # the child's own reason is kept
+    assert ("torch" in sys.modules) == torch_here
