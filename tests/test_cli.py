@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import time
 import pytest
 
 from tests.conftest import eval_path
-from tests.helpers import as_from_a_terminal
+from tests.helpers import ctrl_c_sprig
 
 
 def sprig(*args: str, home, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -172,19 +171,10 @@ def test_ctrl_c_stops_indexing_with_exit_code_130(sprig_home, tmp_path):
     folder.mkdir()
     for i in range(40):
         (folder / f"n{i:02}.txt").write_text(f"Note {i} about the pump. " * 400, encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "desktop.cli", "index", str(folder)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "SPRIG_HOME": str(sprig_home)},
-                            preexec_fn=as_from_a_terminal)
-    try:
-        first = proc.stderr.readline()  # "  [1/40] n00.txt": indexing has started
-        assert "[1/40]" in first, first
-        time.sleep(1)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out + err
+    code, out, err, started = ctrl_c_sprig(["index", str(folder)], {**os.environ, "SPRIG_HOME": str(sprig_home)},
+                                           when="[1/40]", after_s=1)  # "  [1/40] n00.txt": indexing has started
+    assert len(started) == 1, started
+    assert code == 130, out + err
     assert "interrupted" in err and "Traceback" not in err, err
 
 
@@ -197,21 +187,9 @@ def test_ctrl_c_while_the_embedder_is_prepared_exits_130_and_leaves_no_half_buil
     note.write_text("The feed pump gasket is part QX-7781-B.", encoding="utf-8")
     models = tmp_path / "fresh-models"  # nothing built here yet: the embedder is prepared first
     env = {**os.environ, "SPRIG_HOME": str(sprig_home), "SPRIG_MODELS": str(models)}
-    proc = subprocess.Popen([sys.executable, "-m", "desktop.cli", "index", str(note)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=as_from_a_terminal)
-    try:
-        lines = []
-        while not any("preparing the embedder" in line for line in lines):
-            line = proc.stderr.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-        time.sleep(after_s)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out + err
+    code, out, err, _ = ctrl_c_sprig(["index", str(note)], env, when="preparing the embedder", after_s=after_s,
+                                     timeout=60)
+    assert code == 130, out + err
     assert "interrupted" in err and "Traceback" not in err, err
     assert not [p for p in models.rglob("*") if p.suffix in (".onnx", ".tmp")]  # no file half built
 

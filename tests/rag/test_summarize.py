@@ -27,7 +27,7 @@ from desktop.rag.summarize import (
 )
 from desktop.rag.types import Passage
 from tests.conftest import SQUAD_ARTICLES, eval_path
-from tests.helpers import as_from_a_terminal
+from tests.helpers import ctrl_c_sprig
 from tests.helpers.hostile import text_pdf
 
 ULTA = ("financebench", "pdfs", "ULTABEAUTY_2023Q4_EARNINGS.pdf")  # a real 9-page earnings release
@@ -365,30 +365,14 @@ def test_sprig_summarize_usage_and_nothing_to_summarize_have_their_exit_codes(sp
 
 def test_ctrl_c_stops_sprig_summarize_with_what_it_has(sprig_home, tmp_path):
     import os
-    import signal
-    import subprocess
-    import sys
 
     pdf = tmp_path / "long manual.pdf"
     pdf.write_bytes(text_pdf(MANUAL * 30))  # 120 pages: many parts
     index_for_cli(sprig_home, pdf)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "desktop.cli", "summarize", str(pdf), "--json", "--model", "bundled-gemma"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "SPRIG_HOME": str(sprig_home)},
-        preexec_fn=as_from_a_terminal)
-    try:
-        lines = []
-        while not any("section 2/" in line for line in lines):  # (progress lines: stderr is a pipe)
-            line = proc.stderr.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out + err
+    # (progress lines: stderr is a pipe)
+    code, out, err, _ = ctrl_c_sprig(["summarize", str(pdf), "--json", "--model", "bundled-gemma"],
+                                     {**os.environ, "SPRIG_HOME": str(sprig_home)}, when="section 2/")
+    assert code == 130, out + err
     assert "Traceback" not in err
     data = json.loads(out)
     assert data["stopped"] is True and 1 <= data["sections_done"] < data["sections"]
