@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 import corpus  # noqa: E402
+import scoring  # noqa: E402
 from common import REPO  # noqa: E402
 
 from desktop.config import Paths, Settings, enforce_offline  # noqa: E402
@@ -278,7 +279,8 @@ def show(share: dict) -> str:
 
 
 # ---------------------------------------------------------------- answers
-def answers(lib, model, questions: list[dict], settings: Settings) -> list[dict]:
+def answers(lib, model, questions: list[dict], settings: Settings, by_value: bool = False) -> list[dict]:
+    """``by_value``: a gold answer that is one figure is compared by value (bench/scoring.py)."""
     from desktop.rag.answer import AnswerEngine
 
     loaders = corpus.eval_loaders()
@@ -292,9 +294,12 @@ def answers(lib, model, questions: list[dict], settings: Settings) -> list[dict]
         for _ in stream:
             pass
         a = stream.result
+        right = (scoring.is_correct(a.text, q["answers"], loaders.contains_answer) if by_value
+                 else loaders.contains_answer(a.text, q["answers"]))
+        figure = by_value and any(scoring.gold_figure(g) is not None for g in q["answers"])
         out.append({"qid": q["qid"], "answerable": bool(q["answers"]), "abstained": a.abstained,
-                    "mode": a.mode, "confidence": a.confidence,
-                    "correct": bool(q["answers"]) and not a.abstained and loaders.contains_answer(a.text, q["answers"]),
+                    "mode": a.mode, "confidence": a.confidence, "gold_is_figure": figure,
+                    "correct": bool(q["answers"]) and not a.abstained and right,
                     "draft": a.unsupported[:200], "answer": a.text[:300],
                     "first_token_s": round(a.timings.get("first_token_s", 0.0), 3),
                     "decode_tok_s": round(a.timings.get("decode_tok_s", 0.0), 1),
@@ -311,6 +316,10 @@ def answer_metrics(results: list[dict]) -> dict:
         out["false_refusal_rate"] = interval(sum(r["abstained"] for r in answerable), len(answerable))
         out["quoted_rate"] = interval(sum(r["mode"] == "quoted" for r in answerable), len(answerable))
         out["answerable_questions"] = len(answerable)
+        figures = [r for r in answerable if r.get("gold_is_figure")]
+        if figures:
+            out["figure_accuracy"] = interval(sum(r["correct"] for r in figures), len(figures))
+            out["figure_questions"] = len(figures)
         ttft = [r["first_token_s"] for r in answerable if r["first_token_s"]]
         if ttft:
             out["first_token_s_median"] = round(statistics.median(ttft), 3)
@@ -430,12 +439,15 @@ def main(argv: list[str] | None = None) -> int:
             if fb_lib is not None and cfg["fb_answer_questions"]:
                 fq = random.Random(5).sample(fb_questions, min(len(fb_questions), cfg["fb_answer_questions"]))
                 log(f"answers: {len(fq)} FinanceBench questions")
-                res = answers(fb_lib, model, fq, settings)
+                res = answers(fb_lib, model, fq, settings, by_value=True)
                 results["financebench_answers"] = {**answer_metrics(res), "runs": res}
                 m = results["financebench_answers"]
                 rows.append(["FinanceBench answers: accuracy / false refusals", show(m.get("accuracy")),
                              show(m.get("false_refusal_rate")), f"quoted {show(m.get('quoted_rate'))}",
                              m.get("answerable_questions")])
+                if m.get("figure_questions"):
+                    rows.append(["  of them, a single figure: correct by value", show(m.get("figure_accuracy")),
+                                 "", "", m.get("figure_questions")])
             model.close()
         if fb_lib is not None:
             fb_lib.close()
