@@ -2,7 +2,7 @@
 
 all-MiniLM-L6-v2 reads at most 256 word pieces and silently drops the rest, so chunks are
 counted in its tokenizer's tokens, not characters. Chunks end at the best nearby break
-(paragraph, sentence, word), overlap a little, never cross a page, and keep their
+(paragraph, sentence, word), overlap a little (8 tokens by default), never cross a page, and keep their
 character span inside the page text so a citation can point back at the exact passage.
 """
 
@@ -48,7 +48,7 @@ def _break_scores(text: str, offsets: list[tuple[int, int]]) -> list[int]:
 
 
 def chunk_page(
-    page: PageText, tokenizer, max_tokens: int = 128, overlap: int = 24, start_seq: int = 0
+    page: PageText, tokenizer, max_tokens: int = 128, overlap: int = 8, start_seq: int = 0
 ) -> list[Chunk]:
     text = page.text
     if not text.strip():
@@ -100,7 +100,7 @@ def chunk_page(
 
 
 def chunk_pages(
-    pages: Iterable[PageText], tokenizer, max_tokens: int = 128, overlap: int = 24
+    pages: Iterable[PageText], tokenizer, max_tokens: int = 128, overlap: int = 8
 ) -> list[Chunk]:
     chunks: list[Chunk] = []
     for page in pages:

@@ -24,6 +24,21 @@ def test_chunks_fit_the_embedder_and_point_back_at_their_text(embedder):
         assert b.char_start > a.char_start
 
 
+def test_without_overlap_chunks_tile_the_text(embedder):
+    """Each word embedded once: a chunk starts where the last one ended, nothing in between."""
+    text = eval_path("squad_v1.1_dev", "derived", "articles", "001_Warsaw.txt").read_text(encoding="utf-8")
+    chunks = chunk_pages([PageText(None, text)], embedder.tokenizer, overlap=0)
+    assert len(chunks) > 20
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert a.char_end <= b.char_start
+        assert not text[a.char_end : b.char_start].strip()
+    assert chunks[0].char_start == 0 and chunks[-1].char_end == len(text.rstrip())
+    default = chunk_pages([PageText(None, text)], embedder.tokenizer)  # 8 tokens of overlap
+    wide = chunk_pages([PageText(None, text)], embedder.tokenizer, overlap=24)
+    assert len(chunks) <= len(default) < len(wide)
+    assert all(b.char_start < a.char_end for a, b in zip(default, default[1:], strict=False))
+
+
 def test_chunks_prefer_sentence_ends(embedder):
     sentences = " ".join(f"Sentence number {i} says something about topic {i}." for i in range(200))
     chunks = chunk_pages([PageText(1, sentences)], embedder.tokenizer, max_tokens=100, overlap=10)
