@@ -5,8 +5,8 @@ normalisation" is fair. FinanceBench's are written by analysts: a third of them 
 figure ("$1577.00", "65.4%", "0.66"), which normalisation turns into digits ("157700") that an
 answer giving the same figure as "$1,577 million" never contains. A figure is therefore
 compared by value: an answer is right when one of its numbers is the gold figure to within
-1%. Gold answers that are sentences keep
-containment, which an answer in other words rarely meets: their figure is a lower bound.
+1%. Gold answers that are sentences keep containment, which an answer in other words rarely
+meets: their figure is a lower bound.
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ _NUMBER = re.compile(r"(?<![\w.])-?\$?\s?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-
 def gold_figure(gold: str) -> float | None:
     """The value of a gold answer that is one figure and nothing else, else None."""
     match = _FIGURE.fullmatch(gold)
-    if not match:
-        return None
-    try:
-        return float(match.group(1).replace(",", ""))
-    except ValueError:
-        return None
+    return float(match.group(1).replace(",", "")) if match else None
 
 
 def numbers(text: str) -> list[float]:
